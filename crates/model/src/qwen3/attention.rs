@@ -1,0 +1,82 @@
+//! Grouped-query self-attention with Qwen3's per-head q/k RMSNorm, RoPE and an optional KV cache.
+
+use burn::module::Module;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Tensor};
+
+use super::cache::KvCache;
+use super::layers::{Linear, RmsNorm};
+use super::rope::RopeTables;
+
+/// Which keys each query may see.
+#[derive(Clone, Debug)]
+pub enum AttentionMask {
+    /// Plain causal attention (no padding anywhere): the backend's fused causal path.
+    Causal,
+    /// `[batch, 1, q, k]`, true where a key is hidden from a query.
+    Explicit(Tensor<4, Bool>),
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub q_norm: RmsNorm,
+    pub k_norm: RmsNorm,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Attention {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        mask: &AttentionMask,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let q = heads(self.q_proj.forward(x.clone()), nh);
+        let k = heads(self.k_proj.forward(x.clone()), nkv);
+        let v = heads(self.v_proj.forward(x), nkv);
+        let q = rope.apply(self.q_norm.forward(q));
+        let k = rope.apply(self.k_norm.forward(k));
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, k, v),
+            None => (k, v),
+        };
+        let k = repeat_kv(k, nh / nkv);
+        let v = repeat_kv(v, nh / nkv);
+        let tk = k.dims()[2];
+        let (mask, is_causal) = match mask {
+            AttentionMask::Causal => (None, true),
+            AttentionMask::Explicit(m) => (Some(m.clone().expand([b, nh, t, tk])), false),
+        };
+        let options = AttentionModuleOptions {
+            scale: Some(1.0 / (hd as f64).sqrt()),
+            softcap: None,
+            is_causal,
+        };
+        let ctx = attention(q, k, v, mask, None, options);
+        self.o_proj
+            .forward(ctx.swap_dims(1, 2).reshape([b, t, nh * hd]))
+    }
+}
+
+/// `[b, kv, t, d]` → `[b, kv * n_rep, t, d]`, each kv head repeated for its query group
+/// (`repeat_kv` in transformers).
+fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [b, kv, t, d] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kv, n_rep, t, d])
+        .reshape([b, kv * n_rep, t, d])
+}

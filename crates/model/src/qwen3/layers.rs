@@ -1,0 +1,78 @@
+//! Linear (no bias, Hugging Face [out, in] weight layout) and RMSNorm.
+
+use burn::module::{Module, Param};
+use burn::tensor::{DType, FloatDType, Tensor};
+
+/// A bias-free linear layer `y = x·Wᵀ` with `W` stored as Hugging Face does, `[out, in]`.
+#[derive(Module, Debug)]
+pub struct Linear {
+    pub weight: Param<Tensor<2>>,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor<2>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight).set_require_grad(false),
+        }
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let out = self.out_features();
+        x.reshape([b * t, d])
+            .matmul(self.weight.val().transpose())
+            .reshape([b, t, out])
+    }
+}
+
+/// Root-mean-square norm over the last dimension, computed in f32 and cast back before the
+/// weight is applied, exactly as `Qwen3RMSNorm` does.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(weight: Tensor<1>, eps: f64) -> Self {
+        Self {
+            weight: Param::from_tensor(weight).set_require_grad(false),
+            eps,
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let x = to_f32(x);
+        let inv_rms = x
+            .clone()
+            .square()
+            .mean_dim(D - 1)
+            .add_scalar(self.eps)
+            .sqrt()
+            .recip();
+        let normed = cast_to(x * inv_rms, dtype);
+        normed * self.weight.val().unsqueeze::<D>()
+    }
+}
+
+pub(crate) fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    cast_to(x, DType::F32)
+}
+
+pub(crate) fn cast_to<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if x.dtype() == dtype {
+        return x;
+    }
+    let target = match dtype {
+        DType::BF16 => FloatDType::BF16,
+        DType::F16 => FloatDType::F16,
+        DType::F64 => FloatDType::F64,
+        _ => FloatDType::F32,
+    };
+    x.cast(target)
+}

@@ -1,0 +1,246 @@
+//! The whole decoder: embeddings, layers, final norm and the language-model head.
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::tensor::module::embedding;
+use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
+
+use super::attention::{Attention, AttentionMask};
+use super::batch::ForwardBatch;
+use super::cache::KvCache;
+use super::layers::{Linear, RmsNorm, cast_to};
+use super::mlp::Mlp;
+use super::rope::Rope;
+use crate::checkpoint::{WeightFiles, WeightSource};
+use crate::config::Qwen3Config;
+use crate::device::ComputeDType;
+use crate::error::Result;
+
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+#[derive(Module, Debug)]
+pub struct Qwen3 {
+    pub embed_tokens: Param<Tensor<2>>,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `None` when the head is tied to the embeddings.
+    pub lm_head: Option<Linear>,
+}
+
+/// A loaded model with what it needs beside its weights.
+pub struct LoadedModel {
+    pub model: Qwen3,
+    pub config: Qwen3Config,
+    pub rope: Rope,
+    pub dtype: ComputeDType,
+    pub device: Device,
+}
+
+fn frozen<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(t).set_require_grad(false)
+}
+
+impl Qwen3 {
+    /// Loads every tensor of a Hugging Face Qwen3 checkpoint from `source`, converted to `dtype`.
+    pub fn load(
+        source: &impl WeightSource,
+        cfg: &Qwen3Config,
+        dtype: ComputeDType,
+        device: &Device,
+    ) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let get2 = |name: &str, shape: [usize; 2]| source.load(name, shape, dtype, device);
+        let linear = |name: String, out: usize, inp: usize| {
+            get2(&format!("{name}.weight"), [out, inp]).map(Linear::new)
+        };
+        let norm = |name: String, d: usize| {
+            source
+                .load(&format!("{name}.weight"), [d], dtype, device)
+                .map(|w| RmsNorm::new(w, cfg.rms_norm_eps))
+        };
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(DecoderLayer {
+                input_layernorm: norm(format!("{p}.input_layernorm"), h)?,
+                self_attn: Attention {
+                    q_proj: linear(format!("{p}.self_attn.q_proj"), nh * hd, h)?,
+                    k_proj: linear(format!("{p}.self_attn.k_proj"), nkv * hd, h)?,
+                    v_proj: linear(format!("{p}.self_attn.v_proj"), nkv * hd, h)?,
+                    o_proj: linear(format!("{p}.self_attn.o_proj"), h, nh * hd)?,
+                    q_norm: norm(format!("{p}.self_attn.q_norm"), hd)?,
+                    k_norm: norm(format!("{p}.self_attn.k_norm"), hd)?,
+                    num_heads: nh,
+                    num_kv_heads: nkv,
+                    head_dim: hd,
+                },
+                post_attention_layernorm: norm(format!("{p}.post_attention_layernorm"), h)?,
+                mlp: Mlp {
+                    gate_proj: linear(format!("{p}.mlp.gate_proj"), cfg.intermediate_size, h)?,
+                    up_proj: linear(format!("{p}.mlp.up_proj"), cfg.intermediate_size, h)?,
+                    down_proj: linear(format!("{p}.mlp.down_proj"), h, cfg.intermediate_size)?,
+                },
+            });
+        }
+        let embed = get2("model.embed_tokens.weight", [cfg.vocab_size, h])?;
+        let lm_head = if cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(linear("lm_head".into(), cfg.vocab_size, h)?)
+        };
+        Ok(Self {
+            embed_tokens: frozen(embed),
+            layers,
+            norm: norm("model.norm".into(), h)?,
+            lm_head,
+        })
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Runs the decoder over `batch` and returns the final hidden states `[b, t, hidden]`
+    /// (after the last norm). With a cache, keys and values are appended to it and the batch's
+    /// positions must continue from `cache.next_positions()`.
+    pub fn forward(
+        &self,
+        batch: &ForwardBatch,
+        rope: &Rope,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let device = self.embed_tokens.device();
+        let dtype = self.embed_tokens.val().dtype();
+        let (b, t) = (batch.batch, batch.seq);
+        let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
+        let tables = rope.tables(&batch.positions, b, t, dtype, &device);
+        let mask = build_mask(batch, cache.as_deref(), &device);
+        let mut x = embedding(self.embed_tokens.val(), ids);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let c = cache.as_deref_mut().map(|c| (c, i));
+            let h = layer.self_attn.forward(
+                layer.input_layernorm.forward(x.clone()),
+                &tables,
+                &mask,
+                c,
+            );
+            x = x + h;
+            let h = layer
+                .mlp
+                .forward(layer.post_attention_layernorm.forward(x.clone()));
+            x = x + h;
+        }
+        if let Some(cache) = cache {
+            cache.commit(b, t, &batch.valid, &batch.positions);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Logits `[b, t, vocab]` in f32 for hidden states `[b, t, hidden]`.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, t, h] = hidden.dims();
+        let head = match &self.lm_head {
+            Some(l) => l.weight.val(),
+            None => self.embed_tokens.val(),
+        };
+        let vocab = head.dims()[0];
+        let logits = hidden.reshape([b * t, h]).matmul(head.transpose());
+        cast_to(logits, DType::F32).reshape([b, t, vocab])
+    }
+}
+
+/// The attention mask for `batch` given what the cache already holds: the fused causal path
+/// when nothing is padded, else an explicit `[b, 1, q, k]` mask.
+fn build_mask(batch: &ForwardBatch, cache: Option<&KvCache>, device: &Device) -> AttentionMask {
+    let past = cache.map_or(0, KvCache::len);
+    let cache_padded = cache.is_some_and(|c| c.valid.iter().any(|v| !v));
+    if !batch.has_padding() && !cache_padded {
+        return AttentionMask::Causal;
+    }
+    let (b, t) = (batch.batch, batch.seq);
+    let tk = past + t;
+    let mut hidden = vec![false; b * t * tk];
+    for row in 0..b {
+        let key_valid = |j: usize| -> bool {
+            if j < past {
+                cache.expect("past > 0 implies a cache").valid_row(row)[j]
+            } else {
+                batch.valid[row * t + (j - past)]
+            }
+        };
+        for i in 0..t {
+            let q_slot = past + i;
+            let base = (row * t + i) * tk;
+            let mut any_visible = false;
+            for j in 0..tk {
+                let visible = j <= q_slot && key_valid(j);
+                hidden[base + j] = !visible;
+                any_visible |= visible;
+            }
+            // A padding query sees nothing; let it see itself so softmax stays finite.
+            if !any_visible {
+                hidden[base + q_slot] = false;
+            }
+        }
+    }
+    AttentionMask::Explicit(Tensor::<4, Bool>::from_data(
+        TensorData::new(hidden, [b, 1, t, tk]),
+        device,
+    ))
+}
+
+impl LoadedModel {
+    /// Loads a checkpoint folder (config.json + safetensors).
+    pub fn from_dir(dir: &Path, dtype: ComputeDType, device: &Device) -> Result<Self> {
+        let config = Qwen3Config::from_file(&dir.join("config.json"))?;
+        let weights = WeightFiles::open(dir)?;
+        Self::from_source(&weights, config, dtype, device)
+    }
+
+    pub fn from_source(
+        source: &impl WeightSource,
+        config: Qwen3Config,
+        dtype: ComputeDType,
+        device: &Device,
+    ) -> Result<Self> {
+        let model = Qwen3::load(source, &config, dtype, device)?;
+        Ok(Self {
+            rope: Rope::new(config.head_dim, config.rope_theta),
+            model,
+            config,
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    pub fn forward(&self, batch: &ForwardBatch, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.model.forward(batch, &self.rope, cache)
+    }
+
+    /// f32 logits of every position of one sequence, as host values `[seq * vocab]`.
+    pub fn sequence_logits(&self, ids: &[u32]) -> Vec<f32> {
+        let hidden = self.forward(&ForwardBatch::single(ids), None);
+        self.model
+            .logits(hidden)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("logits are f32")
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.model.num_layers())
+    }
+}

@@ -1,0 +1,81 @@
+//! Rotary position embedding with explicit position ids (the `rotate_half` convention of
+//! transformers' Llama/Qwen models). Angles are computed on the host in f32 as transformers does,
+//! then uploaded; that is a few kilobytes per step.
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use super::layers::cast_to;
+
+#[derive(Clone, Debug)]
+pub struct Rope {
+    /// `1 / theta^(2i/d)` for i in 0..d/2, rounded to f32 like `Qwen3RotaryEmbedding.inv_freq`.
+    inv_freq: Vec<f32>,
+}
+
+/// cos and sin tables of shape `[batch, 1, seq, head_dim]` for one forward pass.
+pub struct RopeTables {
+    pub cos: Tensor<4>,
+    pub sin: Tensor<4>,
+}
+
+impl Rope {
+    pub fn new(head_dim: usize, theta: f64) -> Self {
+        let inv_freq = (0..head_dim / 2)
+            .map(|i| {
+                let exponent = (2 * i) as f32 / head_dim as f32;
+                1.0 / (theta as f32).powf(exponent)
+            })
+            .collect();
+        Self { inv_freq }
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.inv_freq.len() * 2
+    }
+
+    /// Tables for `positions` (row-major `[batch, seq]`), in `dtype`.
+    pub fn tables(
+        &self,
+        positions: &[i64],
+        batch: usize,
+        seq: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> RopeTables {
+        let hd = self.head_dim();
+        let half = hd / 2;
+        let mut cos = vec![0f32; positions.len() * hd];
+        let mut sin = vec![0f32; positions.len() * hd];
+        for (p_idx, &pos) in positions.iter().enumerate() {
+            let row = p_idx * hd;
+            for (i, &f) in self.inv_freq.iter().enumerate() {
+                let angle = pos as f32 * f;
+                let (s, c) = angle.sin_cos();
+                cos[row + i] = c;
+                cos[row + i + half] = c;
+                sin[row + i] = s;
+                sin[row + i + half] = s;
+            }
+        }
+        let upload = |v: Vec<f32>| {
+            let t = Tensor::<4>::from_data(TensorData::new(v, [batch, 1, seq, hd]), device);
+            cast_to(t, dtype)
+        };
+        RopeTables {
+            cos: upload(cos),
+            sin: upload(sin),
+        }
+    }
+}
+
+impl RopeTables {
+    /// Applies the rotation to `x` of shape `[batch, heads, seq, head_dim]`.
+    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let hd = x.dims()[3];
+        let half = hd / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * self.cos.clone() + rotated * self.sin.clone()
+    }
+}

@@ -1,0 +1,153 @@
+//! Sameness with Hugging Face transformers: logits and greedy continuations of tiny random Qwen3
+//! checkpoints made by `tools/make_fixtures.py` (see tests/fixtures/README.md).
+
+mod common;
+
+use common::{Golden, fixtures, max_abs_diff, test_device};
+use medtune_model::ComputeDType;
+use medtune_model::generate::{GenerateConfig, SamplingConfig, generate};
+use medtune_model::qwen3::{ForwardBatch, LoadedModel, PaddingSide};
+
+const FIXTURES: [&str; 3] = ["tied_gqa", "untied_hd32", "mha_sharded"];
+/// f32 tolerance the foundation issue sets.
+const F32_TOL: f32 = 1e-4;
+
+fn load(name: &str, dtype: ComputeDType) -> LoadedModel {
+    LoadedModel::from_dir(&fixtures().join(name), dtype, &test_device())
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn ids_u32(v: &[i64]) -> Vec<u32> {
+    v.iter().map(|&x| x as u32).collect()
+}
+
+#[test]
+fn f32_logits_match_transformers() {
+    for name in FIXTURES {
+        let golden = Golden::open(&fixtures().join(name).join("golden.safetensors"));
+        let model = load(name, ComputeDType::F32);
+        let ids = ids_u32(&golden.i64("input_ids"));
+        let ours = model.sequence_logits(&ids);
+        let diff = max_abs_diff(&ours, &golden.f32("logits_f32"));
+        println!("{name}: f32 max |Δlogit| = {diff:.3e}");
+        assert!(diff <= F32_TOL, "{name}: f32 logits differ by {diff}");
+    }
+}
+
+/// bf16 keeps 8 significant bits, so each rounding step is off by up to 2⁻⁸ ≈ 0.4 % relative.
+/// transformers and medtune round at different places (burn's fused attention works in f32,
+/// transformers' eager path rounds scores to bf16), so the two bf16 results are compared with
+/// the f32 reference rather than with each other: ours must be at least as close to it as
+/// transformers' own bf16 run is (with a 2× margin), and within 5 % of the logit range.
+#[test]
+fn bf16_logits_are_as_close_to_f32_as_transformers_bf16() {
+    for name in FIXTURES {
+        let golden = Golden::open(&fixtures().join(name).join("golden.safetensors"));
+        let model = load(name, ComputeDType::Bf16);
+        let ids = ids_u32(&golden.i64("input_ids"));
+        let ours = model.sequence_logits(&ids);
+        let reference = golden.f32("logits_f32");
+        let theirs = golden.f32("logits_bf16");
+        let ours_err = max_abs_diff(&ours, &reference);
+        let theirs_err = max_abs_diff(&theirs, &reference);
+        let range = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
+        println!(
+            "{name}: bf16 max |Δ| vs f32: medtune {ours_err:.3e}, transformers {theirs_err:.3e}, \
+             |logit| max {range:.3}"
+        );
+        assert!(
+            ours_err <= 2.0 * theirs_err.max(range * 2f32.powi(-8)),
+            "{name}"
+        );
+        assert!(ours_err <= 0.05 * range, "{name}");
+    }
+}
+
+#[test]
+fn padded_batches_match_unbatched_and_transformers() {
+    for name in FIXTURES {
+        let golden = Golden::open(&fixtures().join(name).join("golden.safetensors"));
+        let model = load(name, ComputeDType::F32);
+        let [rows, seq] = golden.shape("batch_input_ids")[..] else {
+            panic!("batch_input_ids must be 2-D")
+        };
+        let ids = golden.i64("batch_input_ids");
+        let mask = golden.i64("batch_attention_mask");
+        let want = golden.f32("batch_logits_f32");
+        let vocab = model.config.vocab_size;
+        // The real tokens of each row (the golden batch is left-padded).
+        let seqs: Vec<Vec<u32>> = (0..rows)
+            .map(|r| {
+                (0..seq)
+                    .filter(|&t| mask[r * seq + t] == 1)
+                    .map(|t| ids[r * seq + t] as u32)
+                    .collect()
+            })
+            .collect();
+        for side in [PaddingSide::Left, PaddingSide::Right] {
+            let batch = ForwardBatch::padded(&seqs, side, 0);
+            let logits: Vec<f32> = model
+                .model
+                .logits(model.forward(&batch, None))
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            for (r, s) in seqs.iter().enumerate() {
+                let alone = model.sequence_logits(s);
+                let offset = match side {
+                    PaddingSide::Left => seq - s.len(),
+                    PaddingSide::Right => 0,
+                };
+                let at = |t: usize| (r * seq + offset + t) * vocab;
+                let in_batch: Vec<f32> = (0..s.len())
+                    .flat_map(|t| logits[at(t)..at(t) + vocab].to_vec())
+                    .collect();
+                let d_alone = max_abs_diff(&in_batch, &alone);
+                assert!(d_alone <= F32_TOL, "{name} {side:?} row {r}: {d_alone}");
+                let hf_at = |t: usize| (r * seq + (seq - s.len()) + t) * vocab;
+                let hf: Vec<f32> = (0..s.len())
+                    .flat_map(|t| want[hf_at(t)..hf_at(t) + vocab].to_vec())
+                    .collect();
+                let d_hf = max_abs_diff(&in_batch, &hf);
+                assert!(
+                    d_hf <= F32_TOL,
+                    "{name} {side:?} row {r} vs transformers: {d_hf}"
+                );
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Greedy {
+    prompt_ids: Vec<u32>,
+    new_ids: Vec<u32>,
+}
+
+#[test]
+fn greedy_continuations_match_transformers() {
+    for name in FIXTURES {
+        let text = std::fs::read_to_string(fixtures().join(name).join("greedy.json")).unwrap();
+        let want: Greedy = serde_json::from_str(&text).unwrap();
+        let model = load(name, ComputeDType::F32);
+        let config = GenerateConfig {
+            max_new_tokens: want.new_ids.len(),
+            stop_ids: vec![],
+            sampling: SamplingConfig::greedy(),
+            pad_id: 0,
+        };
+        let got = generate(&model, &[want.prompt_ids.clone()], &config, |_, _| true);
+        assert_eq!(got[0], want.new_ids, "{name}");
+        // Two prompts of different lengths in one left-padded batch give the same tokens.
+        let short = want.prompt_ids[..3].to_vec();
+        let alone = generate(&model, &[short.clone()], &config, |_, _| true);
+        let both = generate(
+            &model,
+            &[want.prompt_ids.clone(), short],
+            &config,
+            |_, _| true,
+        );
+        assert_eq!(both[0], want.new_ids, "{name}: batched row 0");
+        assert_eq!(both[1], alone[0], "{name}: batched row 1");
+    }
+}
