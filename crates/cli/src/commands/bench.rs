@@ -1,0 +1,126 @@
+//! `medtune bench`: speed on random weights of a preset shape (no download needed).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use medtune_model::generate::{GenerateConfig, SamplingConfig, generate};
+use medtune_model::init::random_weights;
+use medtune_model::qwen3::{ForwardBatch, LoadedModel};
+use medtune_model::{ComputeDType, DeviceSpec, Preset};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Prefill and decode tokens/s for batch 1.
+    Forward(ForwardArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ForwardArgs {
+    /// tiny, small, qwen3-0.6b or qwen3-1.7b.
+    #[arg(long, default_value = "small")]
+    pub preset: Preset,
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    #[arg(long, default_value = "f32")]
+    pub dtype: ComputeDType,
+    /// Prompt length for the prefill measurement.
+    #[arg(long, default_value_t = 128)]
+    pub prefill_tokens: usize,
+    /// New tokens for the decode measurement.
+    #[arg(long, default_value_t = 32)]
+    pub decode_tokens: usize,
+    /// Timed repetitions (the median is reported), after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Forward(a) => forward(a),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn forward(args: ForwardArgs) -> Result<()> {
+    let cfg = args.preset.config();
+    let device = args.device.device()?;
+    let weights = random_weights(&cfg, args.dtype, 0);
+    let model = LoadedModel::from_source(&weights, cfg.clone(), args.dtype, &device)?;
+    drop(weights);
+    let mut rng = StdRng::seed_from_u64(1);
+    let prompt: Vec<u32> = (0..args.prefill_tokens)
+        .map(|_| rng.random_range(0..151_643))
+        .collect();
+
+    // Prefill: one forward over the prompt, ending in the next token's logits (what generation
+    // needs), read back to the host so lazy backends finish.
+    let prefill_once = || {
+        let start = Instant::now();
+        let hidden = model.forward(&ForwardBatch::single(&prompt), None);
+        let last = hidden.narrow(1, prompt.len() - 1, 1);
+        let logits: Vec<f32> = model.model.logits(last).into_data().try_to_vec().unwrap();
+        std::hint::black_box(logits);
+        start.elapsed().as_secs_f64()
+    };
+    prefill_once();
+    let prefill_s = median((0..args.repeats.max(1)).map(|_| prefill_once()).collect());
+
+    // Decode: time(generate N+1 tokens) − time(generate 1 token) isolates the N cached steps.
+    let gen_time = |n: usize| {
+        let config = GenerateConfig {
+            max_new_tokens: n,
+            stop_ids: vec![],
+            sampling: SamplingConfig::greedy(),
+            pad_id: 0,
+        };
+        let start = Instant::now();
+        let out = generate(&model, std::slice::from_ref(&prompt), &config, |_, _| true);
+        assert_eq!(out[0].len(), n);
+        start.elapsed().as_secs_f64()
+    };
+    gen_time(2);
+    let decode_s = median(
+        (0..args.repeats.max(1))
+            .map(|_| gen_time(args.decode_tokens + 1) - gen_time(1))
+            .collect(),
+    );
+    let prefill_tps = args.prefill_tokens as f64 / prefill_s;
+    let decode_tps = args.decode_tokens as f64 / decode_s;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "engine": "medtune",
+                "preset": args.preset.name(),
+                "device": args.device.to_string(),
+                "dtype": args.dtype.to_string(),
+                "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                "prefill_tokens": args.prefill_tokens,
+                "decode_tokens": args.decode_tokens,
+                "prefill_tokens_per_s": prefill_tps,
+                "decode_tokens_per_s": decode_tps,
+            })
+        );
+    } else {
+        println!(
+            "{} on {} ({}): prefill {:.1} tokens/s ({} tokens), decode {:.1} tokens/s ({} tokens)",
+            args.preset.name(),
+            args.device,
+            args.dtype,
+            prefill_tps,
+            args.prefill_tokens,
+            decode_tps,
+            args.decode_tokens
+        );
+    }
+    Ok(())
+}
