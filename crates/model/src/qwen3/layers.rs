@@ -3,16 +3,21 @@
 use burn::module::{Module, Param};
 use burn::tensor::{DType, FloatDType, Tensor};
 
-/// A bias-free linear layer `y = x·Wᵀ` with `W` stored as Hugging Face does, `[out, in]`.
+use super::lora::Lora;
+
+/// A bias-free linear layer `y = x·Wᵀ` with `W` stored as Hugging Face does, `[out, in]`, frozen,
+/// plus an optional trainable LoRA update.
 #[derive(Module, Debug)]
 pub struct Linear {
     pub weight: Param<Tensor<2>>,
+    pub lora: Option<Lora>,
 }
 
 impl Linear {
     pub fn new(weight: Tensor<2>) -> Self {
         Self {
             weight: Param::from_tensor(weight).set_require_grad(false),
+            lora: None,
         }
     }
 
@@ -20,12 +25,23 @@ impl Linear {
         self.weight.dims()[0]
     }
 
+    pub fn in_features(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let out = self.out_features();
-        x.reshape([b * t, d])
-            .matmul(self.weight.val().transpose())
-            .reshape([b, t, out])
+        let x = x.reshape([b * t, d]);
+        let y = x.clone().matmul(self.weight.val().transpose());
+        let y = match &self.lora {
+            Some(lora) => {
+                let dtype = y.dtype();
+                y + lora.delta(x, dtype)
+            }
+            None => y,
+        };
+        y.reshape([b, t, out])
     }
 }
 

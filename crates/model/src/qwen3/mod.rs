@@ -1,18 +1,23 @@
 //! The Qwen3 decoder, layer by layer as transformers' `modeling_qwen3.py` computes it.
 
+mod adapter;
 mod attention;
 mod batch;
 mod cache;
+mod export;
 mod layers;
+mod lora;
 mod mlp;
 mod model;
 mod rope;
 
+pub use adapter::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, AdapterInfo, adapter_config_json, peft_name};
 pub use attention::Attention;
 pub use attention::AttentionMask;
 pub use batch::{ForwardBatch, PaddingSide};
 pub use cache::KvCache;
 pub use layers::{Linear, RmsNorm};
+pub use lora::{Lora, LoraConfig, LoraTarget, lora_rng};
 pub use mlp::Mlp;
 pub use model::{DecoderLayer, LoadedModel, Qwen3};
 pub use rope::Rope;

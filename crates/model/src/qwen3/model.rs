@@ -216,6 +216,12 @@ impl LoadedModel {
         dtype: ComputeDType,
         device: &Device,
     ) -> Result<Self> {
+        if !device.supports_dtype(dtype.dtype()) {
+            return Err(crate::error::ModelError::Device(format!(
+                "this device cannot compute in {dtype} (e.g. Vulkan has no bf16 arithmetic): \
+                 use --dtype f16 or --dtype f32"
+            )));
+        }
         let model = Qwen3::load(source, &config, dtype, device)?;
         Ok(Self {
             rope: Rope::new(config.head_dim, config.rope_theta),

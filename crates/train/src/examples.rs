@@ -1,0 +1,163 @@
+//! From data files to token sequences: read and validate the records, shuffle (seeded) before
+//! `limit`, split off validation, render prompt and answer with the model's chat template and
+//! tokenize them, keeping where the answer starts (the loss covers the answer and its closing
+//! end-of-turn token only).
+
+use std::path::PathBuf;
+
+use medtune_data::{Format, ReadOptions, read_files, select, split_validation};
+use medtune_text::Tokenizer;
+use medtune_text::mcq::{McqChatOptions, render_mcq_training_pair};
+
+use crate::trainer::Example;
+
+#[derive(Clone, Debug)]
+pub struct ExampleOptions {
+    pub max_length: usize,
+    pub thinking: bool,
+    pub system_prompt: Option<String>,
+    pub limit: Option<usize>,
+    pub val_split: Option<f64>,
+    pub seed: u64,
+    pub skip_bad: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ExampleSet {
+    pub train: Vec<Example>,
+    pub val: Vec<Example>,
+    /// Bad records skipped with `skip_bad`.
+    pub skipped: usize,
+    /// Examples whose prompt was cut from the left to fit `max_length`.
+    pub truncated_prompts: usize,
+    /// Examples whose answer itself was cut (its end-of-turn token lost).
+    pub truncated_targets: usize,
+    pub target_tokens: usize,
+}
+
+impl ExampleSet {
+    pub fn summary(&self) -> String {
+        format!(
+            "data: {} training and {} validation examples, {} answer tokens to learn; {} bad records skipped, \
+             {} prompts cut from the left and {} answers cut to fit --max-length",
+            self.train.len(),
+            self.val.len(),
+            self.target_tokens,
+            self.skipped,
+            self.truncated_prompts,
+            self.truncated_targets
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExampleError {
+    #[error(transparent)]
+    Data(#[from] medtune_data::DataError),
+    #[error(transparent)]
+    Text(#[from] medtune_text::TextError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Fits prompt + target into `max_length` tokens: the prompt loses its beginning first (the
+/// question's end, the options and the answer matter most); a target longer than everything is
+/// cut at its end.
+fn fit(prompt: Vec<u32>, target: Vec<u32>, max_length: usize, set: &mut ExampleSet) -> Example {
+    let mut prompt = prompt;
+    let mut target = target;
+    if prompt.len() + target.len() > max_length {
+        let room_for_prompt = max_length
+            .saturating_sub(target.len())
+            .max(1.min(max_length));
+        if prompt.len() > room_for_prompt {
+            prompt.drain(..prompt.len() - room_for_prompt);
+            set.truncated_prompts += 1;
+        }
+        if prompt.len() + target.len() > max_length {
+            target.truncate(max_length - prompt.len());
+            set.truncated_targets += 1;
+        }
+    }
+    let target_start = prompt.len();
+    prompt.extend(target);
+    Example {
+        ids: prompt,
+        target_start,
+    }
+}
+
+pub fn build_examples(
+    files: &[PathBuf],
+    format: Option<Format>,
+    tokenizer: &Tokenizer,
+    opts: &ExampleOptions,
+) -> Result<ExampleSet, ExampleError> {
+    let read = read_files(
+        files,
+        format,
+        &ReadOptions {
+            skip_bad: opts.skip_bad,
+        },
+    )?;
+    let records = select(read.records, Some(opts.seed), opts.limit);
+    let (train, val) = match opts.val_split {
+        Some(f) if f > 0.0 => split_validation(records, f, opts.seed)?,
+        _ => (records, Vec::new()),
+    };
+    let template = tokenizer.chat_template().ok_or_else(|| {
+        ExampleError::Invalid(format!(
+            "{}: the tokenizer has no chat template",
+            tokenizer.dir().display()
+        ))
+    })?;
+    let chat = McqChatOptions {
+        system_prompt: Some(
+            opts.system_prompt
+                .clone()
+                .unwrap_or_else(|| medtune_text::mcq::DEFAULT_SYSTEM_PROMPT.to_string()),
+        ),
+        thinking: opts.thinking,
+    };
+    let mut set = ExampleSet {
+        skipped: read.skipped,
+        ..ExampleSet::default()
+    };
+    for (records, is_val) in [(train, false), (val, true)] {
+        for r in records {
+            let prompt = r.prompt();
+            let answer = prompt.answer(r.answer, r.explanation.clone())?;
+            let pair = render_mcq_training_pair(template, &prompt, &answer, &chat)?;
+            let p = tokenizer.encode(&pair.prompt)?;
+            let t = tokenizer.encode(&pair.target)?;
+            let ex = fit(p, t, opts.max_length, &mut set);
+            set.target_tokens += ex.ids.len() - ex.target_start;
+            if is_val {
+                set.val.push(ex);
+            } else {
+                set.train.push(ex);
+            }
+        }
+    }
+    if set.train.is_empty() {
+        return Err(ExampleError::Invalid("no training examples".into()));
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_prompts_lose_their_beginning_not_the_answer() {
+        let mut set = ExampleSet::default();
+        let ex = fit((0..10).collect(), vec![100, 101, 102], 8, &mut set);
+        assert_eq!(ex.ids, vec![5, 6, 7, 8, 9, 100, 101, 102]);
+        assert_eq!(ex.target_start, 5);
+        assert_eq!(set.truncated_prompts, 1);
+        let ex = fit(vec![1, 2], vec![100, 101, 102, 103], 4, &mut set);
+        assert_eq!(ex.ids, vec![2, 100, 101, 102]);
+        assert_eq!(set.truncated_targets, 1);
+    }
+}

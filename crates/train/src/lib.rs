@@ -1,0 +1,12 @@
+//! Supervised LoRA fine-tuning: the loss on answer tokens only, AdamW over the adapter, the
+//! learning-rate schedule, checkpoints, metrics and plots. Knows models, MCQ records and token
+//! batches; nothing of HTTP.
+
+pub mod batching;
+pub mod checkpoint;
+pub mod examples;
+pub mod loss;
+pub mod optim;
+pub mod plot;
+pub mod schedule;
+pub mod trainer;

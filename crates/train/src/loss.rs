@@ -1,0 +1,69 @@
+//! Cross-entropy on the supervised (answer) tokens only. The language-model head is applied only
+//! at those positions: with Qwen3's 151,936-token vocabulary the head over every position is most
+//! of a small model's step.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use medtune_model::qwen3::{ForwardBatch, LoadedModel};
+
+/// A batch of token sequences with the positions whose next token is a target.
+#[derive(Clone, Debug)]
+pub struct TrainBatch {
+    pub inputs: ForwardBatch,
+    /// Flat indices `row * seq + position` whose output predicts a target token.
+    pub positions: Vec<usize>,
+    /// The token each of `positions` must predict.
+    pub targets: Vec<u32>,
+}
+
+impl TrainBatch {
+    /// Builds a right-padded batch from sequences and, for each, the index where its target
+    /// (supervised) tokens start: tokens `[start, len)` are predicted from the positions before.
+    pub fn from_sequences(seqs: &[(Vec<u32>, usize)], pad_id: u32) -> Self {
+        let ids: Vec<Vec<u32>> = seqs.iter().map(|(s, _)| s.clone()).collect();
+        let inputs = ForwardBatch::padded(&ids, medtune_model::qwen3::PaddingSide::Right, pad_id);
+        let mut positions = Vec::new();
+        let mut targets = Vec::new();
+        for (row, (seq, start)) in seqs.iter().enumerate() {
+            for t in (*start).max(1)..seq.len() {
+                positions.push(row * inputs.seq + t - 1);
+                targets.push(seq[t]);
+            }
+        }
+        Self {
+            inputs,
+            positions,
+            targets,
+        }
+    }
+
+    /// Number of supervised tokens.
+    pub fn num_targets(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Non-padding tokens fed through the model.
+    pub fn num_tokens(&self) -> usize {
+        self.inputs.valid.iter().filter(|v| **v).count()
+    }
+}
+
+/// The summed negative log-likelihood of `batch`'s targets (a scalar tensor `[1]`, f32), so that
+/// a caller can divide by the token count of a whole accumulated step.
+pub fn target_nll_sum(model: &LoadedModel, batch: &TrainBatch) -> Tensor<1> {
+    let hidden = model.forward(&batch.inputs, None);
+    let device = hidden.device();
+    let [b, t, h] = hidden.dims();
+    let index: Vec<i64> = batch.positions.iter().map(|&p| p as i64).collect();
+    let n = index.len();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &device);
+    let picked = hidden.reshape([b * t, h]).select(0, index);
+    let logits = model.model.logits(picked.unsqueeze_dim::<3>(0));
+    let vocab = logits.dims()[2];
+    let logits = logits.reshape([n, vocab]);
+    debug_assert_eq!(logits.dtype(), DType::F32);
+    let logp = log_softmax(logits, 1);
+    let targets: Vec<i64> = batch.targets.iter().map(|&x| x as i64).collect();
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
+    logp.gather(1, targets).sum().neg()
+}
