@@ -18,6 +18,10 @@ pub struct ModelArgs {
     /// Compute dtype: f32, bf16 or f16 (weights are converted on load).
     #[arg(long, default_value = "f32")]
     pub dtype: ComputeDType,
+    /// A LoRA adapter folder in PEFT's format (adapter_config.json + adapter_model.safetensors),
+    /// applied on top of the model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -28,8 +32,14 @@ impl ModelArgs {
     pub fn load(&self) -> Result<(LoadedModel, PathBuf)> {
         let dir = self.model_dir()?;
         let device = self.device.device()?;
-        let model = LoadedModel::from_dir(&dir, self.dtype, &device)
+        let mut model = LoadedModel::from_dir(&dir, self.dtype, &device)
             .with_context(|| format!("loading model from {}", dir.display()))?;
+        if let Some(adapter) = &self.adapter {
+            model
+                .model
+                .load_adapter(adapter, &device)
+                .with_context(|| format!("loading the adapter in {}", adapter.display()))?;
+        }
         Ok((model, dir))
     }
 }

@@ -24,6 +24,13 @@ enum Command {
     Generate(commands::generate::Args),
     /// Answer a medical multiple-choice question, streaming the answer and its reasoning.
     Ask(commands::ask::Args),
+    /// LoRA fine-tuning on medical multiple-choice data.
+    Train(Box<commands::train::Args>),
+    /// Inspect and validate data files.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
+    /// Fold a LoRA adapter into its base model and write a full checkpoint.
+    Merge(commands::merge::Args),
     /// Measure speed.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -44,6 +51,9 @@ fn main() -> std::process::ExitCode {
         Command::Logits(a) => commands::logits::run(a),
         Command::Generate(a) => commands::generate::run(a),
         Command::Ask(a) => commands::ask::run(a),
+        Command::Train(a) => commands::train::run(*a),
+        Command::Data(d) => commands::data::run(d),
+        Command::Merge(a) => commands::merge::run(a),
         Command::Bench(b) => commands::bench::run(b),
     };
     match result {

@@ -1,6 +1,9 @@
 pub mod ask;
 pub mod bench;
+pub mod data;
 pub mod generate;
 pub mod init;
 pub mod logits;
+pub mod merge;
 pub mod quickstart;
+pub mod train;

@@ -1,0 +1,237 @@
+//! The `medtune` binary end to end: the exact interfaces other tools call.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn medtune(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_medtune"))
+        .args(args)
+        .output()
+        .expect("run medtune")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = medtune(args);
+    assert!(
+        out.status.success(),
+        "medtune {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fail(args: &[&str]) -> String {
+    let out = medtune(args);
+    assert!(!out.status.success(), "medtune {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures")
+        .join(name)
+}
+
+fn read_f32(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::F32);
+    let values = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (t.shape().to_vec(), values)
+}
+
+#[test]
+fn logits_command_writes_the_golden_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("logits.safetensors");
+    let model = fixture("tied_gqa");
+    let golden = model.join("golden.safetensors");
+    let bytes = std::fs::read(&golden).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let ids: Vec<String> = st
+        .tensor("input_ids")
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()).to_string())
+        .collect();
+    ok(&[
+        "logits",
+        "--model",
+        model.to_str().unwrap(),
+        "--ids",
+        &ids.join(","),
+        "--dtype",
+        "f32",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (shape, ours) = read_f32(&out, "logits");
+    let (_, want) = read_f32(&golden, "logits_f32");
+    assert_eq!(shape, vec![ids.len(), 512]);
+    let diff = ours
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff <= 1e-4, "{diff}");
+}
+
+#[test]
+fn generate_print_ids_gives_the_golden_greedy_tokens() {
+    let model = fixture("untied_hd32");
+    let greedy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("greedy.json")).unwrap()).unwrap();
+    let ids = |key: &str| -> Vec<String> {
+        greedy[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string())
+            .collect()
+    };
+    let stdout = ok(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--ids",
+        &ids("prompt_ids").join(","),
+        "--max-new-tokens",
+        "20",
+        "--greedy",
+        "--print-ids",
+    ]);
+    // The fixture has no eos id and no tokenizer, so nothing stops generation early.
+    assert_eq!(stdout.trim(), ids("new_ids").join(","));
+}
+
+#[test]
+fn init_then_ask_with_a_copied_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = dir.path().join("tok");
+    let model = dir.path().join("model");
+    // The quickstart writes medtune's own tokenizer next to a tiny model; reuse its folder as a
+    // tokenizer source for `init --tokenizer`.
+    ok(&["quickstart", "--out", tok.to_str().unwrap()]);
+    ok(&[
+        "init",
+        "--preset",
+        "tiny",
+        "--out",
+        model.to_str().unwrap(),
+        "--seed",
+        "5",
+        "--tokenizer",
+        tok.to_str().unwrap(),
+    ]);
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(model.join(f).is_file(), "{f} missing");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "Qwen3ForCausalLM");
+    assert_eq!(config["torch_dtype"], "bfloat16");
+    let answer = ok(&[
+        "ask",
+        "--model",
+        model.to_str().unwrap(),
+        "--question",
+        "Which vitamin deficiency causes scurvy?",
+        "--option",
+        "A=Vitamin C",
+        "--option",
+        "B=Vitamin D",
+        "--max-new-tokens",
+        "8",
+        "--seed",
+        "1",
+    ]);
+    assert!(!answer.trim().is_empty());
+}
+
+#[test]
+fn same_seed_same_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    for d in [&a, &b] {
+        ok(&[
+            "init",
+            "--preset",
+            "tiny",
+            "--out",
+            d.to_str().unwrap(),
+            "--seed",
+            "9",
+        ]);
+    }
+    assert_eq!(
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap()
+    );
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let model = fixture("tied_gqa");
+    let m = model.to_str().unwrap();
+    let err = fail(&["logits", "--model", m, "--ids", "1,x", "--out", "/dev/null"]);
+    assert!(err.contains("`x` is not a token id"), "{err}");
+    let err = fail(&[
+        "logits",
+        "--model",
+        m,
+        "--ids",
+        "1,9999",
+        "--out",
+        "/dev/null",
+    ]);
+    assert!(
+        err.contains("9999") && err.contains("vocabulary of 512"),
+        "{err}"
+    );
+    let err = fail(&[
+        "logits", "--model", m, "--ids", "1", "--device", "tpu", "--out", "x",
+    ]);
+    assert!(err.contains("unknown device"), "{err}");
+    if !cfg!(feature = "cuda") {
+        let err = fail(&[
+            "logits", "--model", m, "--ids", "1", "--device", "cuda", "--out", "x",
+        ]);
+        assert!(err.contains("`cuda` feature"), "{err}");
+    }
+    let err = fail(&["ask", "--model", m, "--question", "q", "--option", "A"]);
+    assert!(err.contains("LETTER=TEXT"), "{err}");
+}
+
+#[test]
+fn bench_forward_prints_one_json_object() {
+    let stdout = ok(&[
+        "bench",
+        "forward",
+        "--preset",
+        "tiny",
+        "--prefill-tokens",
+        "16",
+        "--decode-tokens",
+        "4",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(v["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
