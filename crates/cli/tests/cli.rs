@@ -115,11 +115,19 @@ fn generate_print_ids_gives_the_golden_greedy_tokens() {
 #[test]
 fn init_then_ask_with_a_copied_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
-    let tok = dir.path().join("tok");
+    let quick = dir.path().join("quick");
+    let tok = quick.join("model");
     let model = dir.path().join("model");
     // The quickstart writes medtune's own tokenizer next to a tiny model; reuse its folder as a
     // tokenizer source for `init --tokenizer`.
-    ok(&["quickstart", "--out", tok.to_str().unwrap()]);
+    let out = ok(&[
+        "quickstart",
+        "--out",
+        quick.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
+    assert!(out.contains("accuracy"), "{out}");
     ok(&[
         "init",
         "--preset",
@@ -234,4 +242,137 @@ fn bench_forward_prints_one_json_object() {
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert!(v["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
+/// A tiny model with medtune's own tokenizer, and the built-in questions, in `dir`.
+fn tiny_setup(dir: &Path) -> (PathBuf, PathBuf) {
+    ok(&[
+        "quickstart",
+        "--out",
+        dir.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
+    (dir.join("model"), dir.join("quickstart_mcq.jsonl"))
+}
+
+fn train_args<'a>(model: &'a str, data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--out",
+        out,
+        "--epochs",
+        "30",
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "1e-2",
+        "--targets",
+        "all-linear",
+        "--save-every",
+        "3",
+        "--seed",
+        "11",
+    ]
+}
+
+fn losses(out: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn training_killed_and_resumed_equals_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = tiny_setup(&dir.path().join("setup"));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let full = dir.path().join("full");
+    ok(&train_args(m, d, full.to_str().unwrap()));
+    let full_losses = losses(&full);
+    assert_eq!(full_losses.len(), 60);
+    assert!(
+        full_losses[59].1 < full_losses[0].1,
+        "loss must fall: {full_losses:?}"
+    );
+    assert!(full.join("loss.png").is_file() && full.join("training_config.toml").is_file());
+
+    // The same run, killed with SIGKILL once its second checkpoint exists, then resumed.
+    let cut = dir.path().join("cut");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medtune"))
+        .args(train_args(m, d, cut.to_str().unwrap()))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !cut.join("checkpoint-6").is_dir() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(
+        !cut.join("adapter_model.safetensors").exists(),
+        "the run finished before it was killed; the test needs a longer run"
+    );
+    ok(&[
+        "train",
+        "--resume",
+        cut.to_str().unwrap(),
+        "--out",
+        cut.to_str().unwrap(),
+    ]);
+    assert_eq!(losses(&cut), full_losses);
+    assert_eq!(
+        std::fs::read(cut.join("adapter_model.safetensors")).unwrap(),
+        std::fs::read(full.join("adapter_model.safetensors")).unwrap()
+    );
+}
+
+#[test]
+fn malformed_data_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = tiny_setup(&dir.path().join("setup"));
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        concat!(
+            r#"{"question": "Which organ makes bile?", "options": {"A": "Liver", "B": "Lung"}, "answer": "A"}"#,
+            "\n",
+            r#"{"question": "Which bone is in the thigh?", "options": {"A": "Femur", "B": "Ulna"}, "answer": "E"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let err = fail(&[
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("bad.jsonl:2: answer"), "{err}");
+    assert!(!out.exists(), "a rejected run must write nothing");
+    let err = fail(&["data", "check", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("bad.jsonl:2: answer") || err.contains("problem"),
+        "{err}"
+    );
 }

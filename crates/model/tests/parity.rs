@@ -151,11 +151,16 @@ fn greedy_continuations_match_transformers() {
             sampling: SamplingConfig::greedy(),
             pad_id: 0,
         };
-        let got = generate(&model, &[want.prompt_ids.clone()], &config, |_, _| true);
+        let got = generate(
+            &model,
+            std::slice::from_ref(&want.prompt_ids),
+            &config,
+            |_, _| true,
+        );
         assert_eq!(got[0], want.new_ids, "{name}");
         // Two prompts of different lengths in one left-padded batch give the same tokens.
         let short = want.prompt_ids[..3].to_vec();
-        let alone = generate(&model, &[short.clone()], &config, |_, _| true);
+        let alone = generate(&model, std::slice::from_ref(&short), &config, |_, _| true);
         let both = generate(
             &model,
             &[want.prompt_ids.clone(), short],

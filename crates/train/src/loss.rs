@@ -25,9 +25,10 @@ impl TrainBatch {
         let mut positions = Vec::new();
         let mut targets = Vec::new();
         for (row, (seq, start)) in seqs.iter().enumerate() {
-            for t in (*start).max(1)..seq.len() {
+            let first = (*start).max(1);
+            for (t, &id) in seq.iter().enumerate().skip(first) {
                 positions.push(row * inputs.seq + t - 1);
-                targets.push(seq[t]);
+                targets.push(id);
             }
         }
         Self {

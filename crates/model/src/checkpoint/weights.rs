@@ -143,12 +143,19 @@ fn convert(from: Dtype, data: &[u8], to: ComputeDType) -> Option<Vec<u8>> {
     })
 }
 
+/// Where one tensor lies in a mapped file: dtype, shape and byte range in the data section.
+struct TensorEntry {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    range: (usize, usize),
+}
+
 struct MappedFile {
     path: PathBuf,
     map: Mmap,
     /// Byte offset of the data section (after the 8-byte length and the JSON header).
     data_start: usize,
-    tensors: HashMap<String, (Dtype, Vec<usize>, (usize, usize))>,
+    tensors: HashMap<String, TensorEntry>,
 }
 
 impl MappedFile {
@@ -167,7 +174,14 @@ impl MappedFile {
         let tensors = metadata
             .tensors()
             .into_iter()
-            .map(|(name, info)| (name, (info.dtype, info.shape.clone(), info.data_offsets)))
+            .map(|(name, info)| {
+                let entry = TensorEntry {
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    range: info.data_offsets,
+                };
+                (name, entry)
+            })
             .collect();
         Ok(Self {
             path: path.to_path_buf(),
@@ -234,10 +248,11 @@ impl WeightFiles {
 impl WeightSource for WeightFiles {
     fn raw(&self, name: &str) -> Option<RawTensor<'_>> {
         let file = &self.files[*self.index.get(name)?];
-        let (dtype, shape, (start, end)) = file.tensors.get(name)?;
+        let entry = file.tensors.get(name)?;
+        let (start, end) = entry.range;
         Some(RawTensor {
-            dtype: *dtype,
-            shape,
+            dtype: entry.dtype,
+            shape: &entry.shape,
             data: &file.map[file.data_start + start..file.data_start + end],
         })
     }
@@ -246,7 +261,11 @@ impl WeightSource for WeightFiles {
         let Some(file) = self.index.get(name).map(|i| &self.files[*i]) else {
             return;
         };
-        if let Some((_, _, (start, end))) = file.tensors.get(name) {
+        if let Some(TensorEntry {
+            range: (start, end),
+            ..
+        }) = file.tensors.get(name)
+        {
             // SAFETY: a read-only shared file mapping; dropped pages are read back from the file
             // if touched again, so no data is lost. Failure only means the pages stay resident.
             #[cfg(unix)]

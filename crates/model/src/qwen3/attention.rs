@@ -15,7 +15,7 @@ pub enum AttentionMask {
     /// Plain causal attention (no padding anywhere): the backend's fused causal path.
     Causal,
     /// `[batch, 1, q, k]`, true where a key is hidden from a query.
-    Explicit(Tensor<4, Bool>),
+    Explicit(Box<Tensor<4, Bool>>),
 }
 
 #[derive(Module, Debug)]
@@ -56,7 +56,7 @@ impl Attention {
         let tk = k.dims()[2];
         let (mask, is_causal) = match mask {
             AttentionMask::Causal => (None, true),
-            AttentionMask::Explicit(m) => (Some(m.clone().expand([b, nh, t, tk])), false),
+            AttentionMask::Explicit(m) => (Some((**m).clone().expand([b, nh, t, tk])), false),
         };
         let options = AttentionModuleOptions {
             scale: Some(1.0 / (hd as f64).sqrt()),

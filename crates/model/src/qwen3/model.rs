@@ -196,10 +196,10 @@ fn build_mask(batch: &ForwardBatch, cache: Option<&KvCache>, device: &Device) ->
             }
         }
     }
-    AttentionMask::Explicit(Tensor::<4, Bool>::from_data(
+    AttentionMask::Explicit(Box::new(Tensor::<4, Bool>::from_data(
         TensorData::new(hidden, [b, 1, t, tk]),
         device,
-    ))
+    )))
 }
 
 impl LoadedModel {
