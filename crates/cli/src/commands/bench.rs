@@ -14,6 +14,36 @@ use rand::{Rng, SeedableRng};
 pub enum BenchCommand {
     /// Prefill and decode tokens/s for batch 1.
     Forward(ForwardArgs),
+    /// LoRA training step time, tokens/s and peak memory.
+    Train(TrainArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// tiny, small, qwen3-0.6b or qwen3-1.7b.
+    #[arg(long, default_value = "small")]
+    pub preset: Preset,
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    #[arg(long, default_value = "f32")]
+    pub dtype: ComputeDType,
+    /// Sequences per step (default: 2, or 1 for the Qwen3 presets).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Supervised (answer) tokens at the end of each sequence.
+    #[arg(long, default_value_t = 32)]
+    pub answer_tokens: usize,
+    #[arg(long, default_value = "q,k,v,o")]
+    pub targets: String,
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// Timed steps (the median is reported), after two warm-up steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -42,6 +72,7 @@ pub struct ForwardArgs {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Forward(a) => forward(a),
+        BenchCommand::Train(a) => train(a),
     }
 }
 
@@ -120,6 +151,99 @@ fn forward(args: ForwardArgs) -> Result<()> {
             args.prefill_tokens,
             decode_tps,
             args.decode_tokens
+        );
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process, MiB (Linux; 0 elsewhere).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    use medtune_model::qwen3::{LoraConfig, LoraTarget};
+    use medtune_train::loss::{TrainBatch, target_nll_sum};
+    use medtune_train::optim::{AdamW, AdamWConfig, lora_grads};
+
+    let cfg = args.preset.config();
+    let batch_size = args.batch_size.unwrap_or(match args.preset {
+        Preset::Tiny | Preset::Small => 2,
+        _ => 1,
+    });
+    let device = args.device.device()?.autodiff();
+    let weights = random_weights(&cfg, args.dtype, 0);
+    let mut model = LoadedModel::from_source(&weights, cfg.clone(), args.dtype, &device)?;
+    drop(weights);
+    let lora = LoraConfig {
+        rank: args.rank,
+        alpha: 2.0 * args.rank as f64,
+        dropout: 0.0,
+        targets: LoraTarget::parse_list(&args.targets)?,
+        rslora: false,
+    };
+    model.model.attach_lora(&lora, 0, &device);
+    let mut rng = StdRng::seed_from_u64(2);
+    let seqs: Vec<(Vec<u32>, usize)> = (0..batch_size)
+        .map(|_| {
+            let ids = (0..args.seq_len)
+                .map(|_| rng.random_range(0..151_643))
+                .collect();
+            (ids, args.seq_len - args.answer_tokens)
+        })
+        .collect();
+    let batch = TrainBatch::from_sequences(&seqs, 0);
+    let mut optim = AdamW::new(AdamWConfig::default());
+    let mut times = Vec::new();
+    for step in 0..args.steps + 2 {
+        let start = Instant::now();
+        let loss = target_nll_sum(&model, &batch).div_scalar(batch.num_targets() as f64);
+        let grads = loss.backward();
+        let g = lora_grads(&model.model, &grads);
+        optim.update(&mut model.model, g, 1e-4);
+        let _ = loss.into_scalar::<f32>();
+        if step >= 2 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let s_per_step = median(times);
+    let tokens = batch.num_tokens();
+    let tokens_per_s = tokens as f64 / s_per_step;
+    let peak = peak_rss_mib();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "engine": "medtune",
+                "preset": args.preset.name(),
+                "device": args.device.to_string(),
+                "dtype": args.dtype.to_string(),
+                "batch_size": batch_size,
+                "seq_len": args.seq_len,
+                "answer_tokens": args.answer_tokens,
+                "trainable_params": model.model.num_lora_params(),
+                "tokens_per_s": tokens_per_s,
+                "s_per_step": s_per_step,
+                "peak_rss_mib": peak,
+            })
+        );
+    } else {
+        println!(
+            "{} on {} ({}), batch {batch_size} × {} (loss on the last {}): {:.3} s/step, {:.0} tokens/s, peak RSS {:.0} MiB",
+            args.preset.name(),
+            args.device,
+            args.dtype,
+            args.seq_len,
+            args.answer_tokens,
+            s_per_step,
+            tokens_per_s,
+            peak
         );
     }
     Ok(())
