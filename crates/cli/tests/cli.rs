@@ -376,3 +376,53 @@ fn malformed_data_is_named_and_nothing_is_written() {
         "{err}"
     );
 }
+
+#[test]
+fn training_questions_seen_in_val_are_dropped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = tiny_setup(&dir.path().join("setup"));
+    let first = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let val = dir.path().join("val.jsonl");
+    // The same question with its options in another order, reworded punctuation: still the same.
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let question = v["question"].as_str().unwrap().replace('?', " ?");
+    let opts = &v["options"];
+    let line = serde_json::json!({
+        "question": question,
+        "options": {"A": opts["B"], "B": opts["A"], "C": opts["C"], "D": opts["D"]},
+        "answer": "B",
+    });
+    std::fs::write(&val, format!("{line}\n")).unwrap();
+    let out = dir.path().join("out");
+    let run = medtune(&[
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--val",
+        val.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-steps",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("15 training and 1 validation examples"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 training records dropped as contaminated"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("qs-01"), "{stderr}");
+    let last = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(last.lines().last().unwrap().contains("val_loss"), "{last}");
+}

@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use medtune_data::{Format, ReadOptions, read_files, select, split_validation};
+use medtune_data::{
+    Format, ReadOptions, read_files, remove_contaminated, select, split_validation,
+};
 use medtune_text::Tokenizer;
 use medtune_text::mcq::{McqChatOptions, render_mcq_training_pair};
 
@@ -18,6 +20,9 @@ pub struct ExampleOptions {
     pub system_prompt: Option<String>,
     pub limit: Option<usize>,
     pub val_split: Option<f64>,
+    /// Validation (or evaluation) files: training records asking one of their questions are
+    /// dropped and reported (contamination).
+    pub val_files: Vec<PathBuf>,
     pub seed: u64,
     pub skip_bad: bool,
 }
@@ -33,17 +38,32 @@ pub struct ExampleSet {
     /// Examples whose answer itself was cut (its end-of-turn token lost).
     pub truncated_targets: usize,
     pub target_tokens: usize,
+    /// Ids of training records dropped because a validation/evaluation file asks the same question.
+    pub contaminated: Vec<String>,
 }
 
 impl ExampleSet {
     pub fn summary(&self) -> String {
         format!(
             "data: {} training and {} validation examples, {} answer tokens to learn; {} bad records skipped, \
+             {} training records dropped as contaminated (same question in --val){}; \
              {} prompts cut from the left and {} answers cut to fit --max-length",
             self.train.len(),
             self.val.len(),
             self.target_tokens,
             self.skipped,
+            self.contaminated.len(),
+            if self.contaminated.is_empty() {
+                String::new()
+            } else {
+                let shown: Vec<&str> = self
+                    .contaminated
+                    .iter()
+                    .take(5)
+                    .map(String::as_str)
+                    .collect();
+                format!(" e.g. {}", shown.join(", "))
+            },
             self.truncated_prompts,
             self.truncated_targets
         )
@@ -101,10 +121,21 @@ pub fn build_examples(
         },
     )?;
     let records = select(read.records, Some(opts.seed), opts.limit);
-    let (train, val) = match opts.val_split {
+    let (train, mut val) = match opts.val_split {
         Some(f) if f > 0.0 => split_validation(records, f, opts.seed)?,
         _ => (records, Vec::new()),
     };
+    if !opts.val_files.is_empty() {
+        let extra = read_files(
+            &opts.val_files,
+            None,
+            &ReadOptions {
+                skip_bad: opts.skip_bad,
+            },
+        )?;
+        val.extend(extra.records);
+    }
+    let (train, contaminated) = remove_contaminated(train, &val);
     let template = tokenizer.chat_template().ok_or_else(|| {
         ExampleError::Invalid(format!(
             "{}: the tokenizer has no chat template",
@@ -121,6 +152,7 @@ pub fn build_examples(
     };
     let mut set = ExampleSet {
         skipped: read.skipped,
+        contaminated,
         ..ExampleSet::default()
     };
     for (records, is_val) in [(train, false), (val, true)] {

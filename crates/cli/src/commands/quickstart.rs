@@ -118,6 +118,7 @@ pub fn run(args: Args) -> Result<()> {
             system_prompt: None,
             limit: None,
             val_split: None,
+            val_files: Vec::new(),
             seed: 0,
             skip_bad: false,
         },

@@ -78,6 +78,10 @@ pub struct TrainConfig {
     /// Hold out this fraction of the training records for validation loss.
     #[arg(long)]
     pub val_split: Option<f64>,
+    /// Validation files (any supported format): their loss is reported, and training records
+    /// asking the same question are dropped and reported.
+    #[arg(long = "val", num_args = 1..)]
+    pub val: Vec<PathBuf>,
     /// Put the explanation inside Qwen3's <think> block.
     #[arg(long)]
     pub thinking: Option<bool>,
@@ -141,6 +145,9 @@ impl TrainConfig {
         );
         if self.data.is_empty() {
             self.data = file.data;
+        }
+        if self.val.is_empty() {
+            self.val = file.val;
         }
         self
     }
@@ -247,6 +254,7 @@ pub fn run(args: Args) -> Result<()> {
             system_prompt: c.system_prompt.clone(),
             limit: c.limit,
             val_split: c.val_split,
+            val_files: c.val.clone(),
             seed: c.seed.unwrap(),
             skip_bad: c.skip_bad.unwrap(),
         },
