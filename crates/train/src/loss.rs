@@ -2,7 +2,6 @@
 //! at those positions: with Qwen3's 151,936-token vocabulary the head over every position is most
 //! of a small model's step.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use medtune_model::qwen3::{ForwardBatch, LoadedModel};
 
@@ -63,8 +62,11 @@ pub fn target_nll_sum(model: &LoadedModel, batch: &TrainBatch) -> Tensor<1> {
     let vocab = logits.dims()[2];
     let logits = logits.reshape([n, vocab]);
     debug_assert_eq!(logits.dtype(), DType::F32);
-    let logp = log_softmax(logits, 1);
     let targets: Vec<i64> = batch.targets.iter().map(|&x| x as i64).collect();
     let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
-    logp.gather(1, targets).sum().neg()
+    // −log p(target) = logsumexp(logits) − logit(target); the max is a constant shift (detached),
+    // which keeps every pass over the [n, vocab] logits to a minimum.
+    let max = logits.clone().detach().max_dim(1);
+    let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
+    (lse - logits.gather(1, targets)).sum()
 }
