@@ -426,3 +426,70 @@ fn training_questions_seen_in_val_are_dropped_and_reported() {
     let last = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert!(last.lines().last().unwrap().contains("val_loss"), "{last}");
 }
+
+#[test]
+fn merge_writes_a_checkpoint_equal_to_base_plus_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = dir.path().join("setup");
+    ok(&[
+        "quickstart",
+        "--out",
+        setup.to_str().unwrap(),
+        "--epochs",
+        "2",
+    ]);
+    let (model, adapter) = (setup.join("model"), setup.join("adapter"));
+    let merged = dir.path().join("merged");
+    ok(&[
+        "merge",
+        "--model",
+        model.to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+        "--save-dtype",
+        "f32",
+    ]);
+    assert!(
+        merged.join("tokenizer.json").is_file(),
+        "side files are copied"
+    );
+    let logits = |extra: &[&str], out: &Path| {
+        let mut args = vec![
+            "logits",
+            "--ids",
+            "5,17,300,42,999",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        read_f32(out, "logits").1
+    };
+    let a = logits(
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--adapter",
+            adapter.to_str().unwrap(),
+        ],
+        &dir.path().join("a.safetensors"),
+    );
+    let b = logits(
+        &["--model", merged.to_str().unwrap()],
+        &dir.path().join("b.safetensors"),
+    );
+    let plain = logits(
+        &["--model", model.to_str().unwrap()],
+        &dir.path().join("c.safetensors"),
+    );
+    let diff = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max)
+    };
+    assert!(diff(&a, &b) <= 1e-4, "merged differs by {}", diff(&a, &b));
+    assert!(diff(&a, &plain) > 1e-4, "the adapter must change something");
+}

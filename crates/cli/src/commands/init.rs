@@ -27,14 +27,6 @@ pub struct Args {
     pub dtype: ComputeDType,
 }
 
-const TOKENIZER_FILES: [&str; 5] = [
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "chat_template.jinja",
-    "special_tokens_map.json",
-    "generation_config.json",
-];
-
 pub fn run(args: Args) -> Result<()> {
     let mut cfg = args.preset.config();
     if let Some(v) = args.vocab_size {
@@ -50,13 +42,7 @@ pub fn run(args: Args) -> Result<()> {
     let weights = random_weights(&cfg, args.dtype, args.seed);
     write_checkpoint(&args.out, &cfg, &weights, args.dtype)?;
     if let Some(dir) = &args.tokenizer {
-        for name in TOKENIZER_FILES {
-            let src = dir.join(name);
-            if src.is_file() {
-                std::fs::copy(&src, args.out.join(name))
-                    .with_context(|| format!("copying {}", src.display()))?;
-            }
-        }
+        medtune_model::checkpoint::copy_side_files(dir, &args.out)?;
     }
     eprintln!(
         "wrote {} ({} parameters, {} layers, vocab {}, {}) to {}",

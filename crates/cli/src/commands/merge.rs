@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use medtune_model::ComputeDType;
 
 use crate::common::ModelArgs;
@@ -18,14 +18,6 @@ pub struct Args {
     #[arg(long)]
     pub save_dtype: Option<ComputeDType>,
 }
-
-const SIDE_FILES: [&str; 5] = [
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "chat_template.jinja",
-    "special_tokens_map.json",
-    "generation_config.json",
-];
 
 pub fn run(mut args: Args) -> Result<()> {
     if args.model.adapter.is_none() {
@@ -42,13 +34,7 @@ pub fn run(mut args: Args) -> Result<()> {
     model
         .model
         .save_checkpoint(&args.out, &model.config, save_dtype)?;
-    for name in SIDE_FILES {
-        let src = dir.join(name);
-        if src.is_file() {
-            std::fs::copy(&src, args.out.join(name))
-                .with_context(|| format!("copying {}", src.display()))?;
-        }
-    }
+    medtune_model::checkpoint::copy_side_files(&dir, &args.out)?;
     eprintln!(
         "merged checkpoint ({save_dtype}) written to {}",
         args.out.display()

@@ -11,7 +11,7 @@ use crate::error::{ModelError, Result};
 const INDEX: &str = "model.safetensors.index.json";
 const SINGLE: &str = "model.safetensors";
 /// Files beside the weights that the text side (tokenizer, chat template) needs.
-const SIDE_FILES: [&str; 5] = [
+pub const SIDE_FILES: [&str; 5] = [
     "tokenizer.json",
     "tokenizer_config.json",
     "generation_config.json",
@@ -119,6 +119,18 @@ fn download(id: &str, repo: Repo) -> Result<PathBuf> {
         .parent()
         .expect("cached file has a folder")
         .to_path_buf())
+}
+
+/// Copies the side files (tokenizer, chat template, generation config) that exist in `from`
+/// into `to`, so a derived checkpoint is usable on its own.
+pub fn copy_side_files(from: &Path, to: &Path) -> Result<()> {
+    for name in SIDE_FILES {
+        let src = from.join(name);
+        if src.is_file() {
+            std::fs::copy(&src, to.join(name)).map_err(|e| ModelError::io(&src, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The distinct shard file names listed by a `model.safetensors.index.json`.

@@ -5,6 +5,6 @@ mod hub;
 mod save;
 mod weights;
 
-pub use hub::resolve_model_dir;
+pub use hub::{SIDE_FILES, copy_side_files, resolve_model_dir};
 pub use save::{write_atomically, write_safetensors};
 pub use weights::{HostTensor, RawTensor, WeightFiles, WeightSource};
