@@ -307,6 +307,31 @@ fn training_killed_and_resumed_equals_an_uninterrupted_run() {
         "loss must fall: {full_losses:?}"
     );
     assert!(full.join("loss.png").is_file() && full.join("training_config.toml").is_file());
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(full.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    for key in [
+        "step",
+        "loss",
+        "lr",
+        "grad_norm",
+        "step_seconds",
+        "tokens",
+        "tokens_per_s",
+        "mfu",
+    ] {
+        assert!(
+            first.get(key).is_some(),
+            "metrics.jsonl lacks `{key}`: {first}"
+        );
+    }
+    let mfu = first["mfu"].as_f64().unwrap();
+    assert!(mfu > 0.0 && mfu < 1.0, "{mfu}");
 
     // The same run, killed with SIGKILL once its second checkpoint exists, then resumed.
     let cut = dir.path().join("cut");
@@ -492,4 +517,41 @@ fn merge_writes_a_checkpoint_equal_to_base_plus_adapter() {
     };
     assert!(diff(&a, &b) <= 1e-4, "merged differs by {}", diff(&a, &b));
     assert!(diff(&a, &plain) > 1e-4, "the adapter must change something");
+}
+
+#[test]
+fn gradient_checkpointing_gives_the_same_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = tiny_setup(&dir.path().join("setup"));
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "train",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "3",
+            "--targets",
+            "all-linear",
+            "--rslora",
+            "--dropout",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        losses(&out)
+    };
+    let plain = run("plain", &[]);
+    let checkpointed = run("ckpt", &["--gradient-checkpointing"]);
+    assert_eq!(plain.len(), 3);
+    for (a, b) in plain.iter().zip(&checkpointed) {
+        assert!(
+            (a.1 - b.1).abs() <= 1e-6 * a.1.abs(),
+            "{plain:?} vs {checkpointed:?}"
+        );
+    }
 }

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod examples;
 pub mod loss;
 pub mod optim;
+pub mod peak;
 pub mod plot;
 pub mod schedule;
 pub mod trainer;

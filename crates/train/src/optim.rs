@@ -116,7 +116,11 @@ impl AdamW {
                     .clone()
                     .mul_scalar(c.beta2)
                     .add(g.square().mul_scalar(1.0 - c.beta2));
-                let p = param.val().inner();
+                let value = param.val();
+                // The updated parameter must keep the device's gradient-checkpointing strategy,
+                // or autodiff refuses to mix it with activations on the next forward pass.
+                let strategy = value.gradient_checkpointing_strategy();
+                let p = value.inner();
                 let p = if c.weight_decay > 0.0 {
                     p.mul_scalar(1.0 - lr * c.weight_decay)
                 } else {
@@ -124,7 +128,11 @@ impl AdamW {
                 };
                 let denom = v.clone().sqrt().div_scalar(bias2_sqrt).add_scalar(c.eps);
                 let p = p - m.clone().div(denom).mul_scalar(step_size);
-                *param = Param::from_tensor(Tensor::from_inner(p).require_grad());
+                let mut updated = Tensor::from_inner(p);
+                if let Some(strategy) = strategy {
+                    updated = updated.with_gradient_checkpointing_strategy(strategy);
+                }
+                *param = Param::from_tensor(updated.require_grad());
                 self.m[i] = m;
                 self.v[i] = v;
             }

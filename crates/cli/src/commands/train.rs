@@ -58,7 +58,7 @@ pub struct TrainConfig {
     pub alpha: Option<f64>,
     #[arg(long)]
     pub dropout: Option<f64>,
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub rslora: Option<bool>,
     #[arg(long)]
     pub weight_decay: Option<f64>,
@@ -83,13 +83,19 @@ pub struct TrainConfig {
     #[arg(long = "val", num_args = 1..)]
     pub val: Vec<PathBuf>,
     /// Put the explanation inside Qwen3's <think> block.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub thinking: Option<bool>,
     /// Skip (and count) malformed records instead of stopping.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub skip_bad: Option<bool>,
     #[arg(long)]
     pub system_prompt: Option<String>,
+    /// Recompute activations in the backward pass instead of keeping them (less memory).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub gradient_checkpointing: Option<bool>,
+    /// The device's peak in TFLOP/s for the `mfu` metric (default: a GEMM measured at start).
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -141,7 +147,9 @@ impl TrainConfig {
             val_split,
             thinking,
             skip_bad,
-            system_prompt
+            system_prompt,
+            gradient_checkpointing,
+            peak_tflops
         );
         if self.data.is_empty() {
             self.data = file.data;
@@ -173,6 +181,7 @@ impl TrainConfig {
         self.max_grad_norm.get_or_insert(1.0);
         self.thinking.get_or_insert(false);
         self.skip_bad.get_or_insert(false);
+        self.gradient_checkpointing.get_or_insert(false);
         self
     }
 }
@@ -266,8 +275,26 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::write(out.join("training_config.toml"), text)?;
 
     let device = device_spec.device()?.autodiff();
+    let device = if c.gradient_checkpointing.unwrap() {
+        device.gradient_checkpointing()
+    } else {
+        device
+    };
     let mut model = medtune_model::qwen3::LoadedModel::from_dir(&dir, dtype, &device)?;
     model.model.attach_lora(&lora, c.seed.unwrap(), &device);
+    let peak_flops = match c.peak_tflops {
+        Some(t) => t * 1e12,
+        None => medtune_train::peak::measure_gemm_flops(&device, dtype.dtype(), 1024),
+    };
+    eprintln!(
+        "MFU is measured against {:.1} TFLOP/s ({})",
+        peak_flops / 1e12,
+        if c.peak_tflops.is_some() {
+            "--peak-tflops"
+        } else {
+            "a 1024³ GEMM measured now"
+        }
+    );
     let trainable = model.model.num_lora_params();
     eprintln!(
         "trainable parameters: {} of {} ({:.4}%)",
@@ -316,7 +343,7 @@ pub fn run(args: Args) -> Result<()> {
         settings,
         out: out.clone(),
         base_model_name: model_name.clone(),
-        peak_flops: None,
+        peak_flops: Some(peak_flops),
     };
     let history = trainer.run(&data.train, &data.val, resume, |m| {
         let _ = writeln!(metrics_file, "{}", serde_json::to_string(m).expect("json"));
