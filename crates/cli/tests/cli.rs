@@ -555,3 +555,43 @@ fn gradient_checkpointing_gives_the_same_training() {
         );
     }
 }
+
+#[test]
+fn f16_training_with_loss_scaling_tracks_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = tiny_setup(&dir.path().join("setup"));
+    let run = |dtype: &str| {
+        let out = dir.path().join(dtype);
+        ok(&[
+            "train",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "6",
+            "--batch-size",
+            "8",
+            "--grad-accum",
+            "1",
+            "--lr",
+            "1e-2",
+            "--targets",
+            "all-linear",
+            "--dtype",
+            dtype,
+        ]);
+        losses(&out)
+    };
+    let (half, full) = (run("f16"), run("f32"));
+    assert_eq!(half.len(), 6);
+    for (h, f) in half.iter().zip(&full) {
+        assert!(
+            h.1.is_finite() && (h.1 - f.1).abs() < 1e-2,
+            "f16 {half:?} vs f32 {full:?}"
+        );
+    }
+    assert!(half[5].1 < half[0].1, "f16 loss must fall: {half:?}");
+}

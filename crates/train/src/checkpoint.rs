@@ -15,13 +15,34 @@ use crate::trainer::TrainError;
 const OPTIMIZER: &str = "optimizer.safetensors";
 const STATE: &str = "trainer_state.json";
 
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainerState {
     /// Optimiser steps completed.
     pub step: usize,
     pub epoch: usize,
     /// Loss of every step so far.
     pub losses: Vec<f64>,
+    /// f16 dynamic loss scale and the good steps since it last changed.
+    #[serde(default = "initial_loss_scale")]
+    pub loss_scale: f64,
+    #[serde(default)]
+    pub good_steps: usize,
+}
+
+fn initial_loss_scale() -> f64 {
+    65_536.0
+}
+
+impl Default for TrainerState {
+    fn default() -> Self {
+        Self {
+            step: 0,
+            epoch: 0,
+            losses: Vec::new(),
+            loss_scale: initial_loss_scale(),
+            good_steps: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -11,6 +11,10 @@ use crate::checkpoint::{Checkpoint, TrainerState};
 use crate::loss::{TrainBatch, target_nll_sum};
 use crate::optim::{AdamW, AdamWConfig, accumulate, global_norm, lora_grads};
 use crate::schedule::{Schedule, ScheduleKind};
+use medtune_model::ComputeDType;
+
+/// Good f16 steps after which the loss scale doubles (torch's GradScaler default).
+const GROWTH_INTERVAL: usize = 2000;
 
 /// One training sequence: prompt and target token ids together, and where the target starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,32 +177,59 @@ impl Trainer<'_> {
             let start = Instant::now();
             // Dropout masks come from the device RNG: reseeding per step makes a resumed run
             // draw the same masks as an uninterrupted one.
-            self.model.device.seed(s.seed.wrapping_add(step as u64));
-            let mut grads = None;
-            let mut loss_sum = 0.0;
-            for batch in &micro {
-                if batch.num_targets() == 0 {
+            // f16 gradients underflow without loss scaling: scale the loss up, the gradients
+            // back down, and on overflow halve the scale and redo the step (dynamic loss scaling,
+            // as torch's GradScaler, but retrying rather than skipping the step).
+            let scaled = self.model.dtype == ComputeDType::F16;
+            let (mut grads, loss_sum, grad_norm) = loop {
+                self.model.device.seed(s.seed.wrapping_add(step as u64));
+                let scale = if scaled { state.loss_scale } else { 1.0 };
+                let mut grads = None;
+                let mut loss_sum = 0.0;
+                for batch in &micro {
+                    if batch.num_targets() == 0 {
+                        continue;
+                    }
+                    // Normalised by the whole step's target count, so accumulation equals one
+                    // big batch.
+                    let loss = target_nll_sum(self.model, batch).div_scalar(targets.max(1) as f64);
+                    let g = loss.clone().mul_scalar(scale).backward();
+                    loss_sum += loss.into_scalar::<f32>() as f64;
+                    let g = lora_grads(&self.model.model, &g);
+                    let g = if scale != 1.0 {
+                        g.into_iter().map(|t| t.div_scalar(scale)).collect()
+                    } else {
+                        g
+                    };
+                    accumulate(&mut grads, g);
+                }
+                let Some(grads) = grads else {
+                    return Err(TrainError::Invalid(format!(
+                        "step {step}: no supervised tokens (are all targets truncated away?)"
+                    )));
+                };
+                let grad_norm = global_norm(&grads);
+                let finite = loss_sum.is_finite() && grad_norm.is_finite();
+                if finite {
+                    if scaled {
+                        state.good_steps += 1;
+                        if state.good_steps.is_multiple_of(GROWTH_INTERVAL) {
+                            state.loss_scale *= 2.0;
+                        }
+                    }
+                    break (grads, loss_sum, grad_norm);
+                }
+                if scaled && loss_sum.is_finite() && state.loss_scale > 1.0 {
+                    state.loss_scale /= 2.0;
+                    state.good_steps = 0;
                     continue;
                 }
-                // Normalised by the whole step's target count, so accumulation equals one big batch.
-                let loss = target_nll_sum(self.model, batch).div_scalar(targets.max(1) as f64);
-                let g = loss.backward();
-                loss_sum += loss.into_scalar::<f32>() as f64;
-                accumulate(&mut grads, lora_grads(&self.model.model, &g));
-            }
-            let Some(mut grads) = grads else {
-                return Err(TrainError::Invalid(format!(
-                    "step {step}: no supervised tokens (are all targets truncated away?)"
-                )));
-            };
-            let grad_norm = global_norm(&grads);
-            if !loss_sum.is_finite() || !grad_norm.is_finite() {
                 return Err(TrainError::NonFinite {
                     step,
                     loss: loss_sum,
                     last_good,
                 });
-            }
+            };
             if s.max_grad_norm > 0.0 && grad_norm > s.max_grad_norm {
                 let factor = s.max_grad_norm / (grad_norm + 1e-6);
                 grads = grads.into_iter().map(|g| g.mul_scalar(factor)).collect();
