@@ -30,6 +30,27 @@ pub fn epoch_batches(
     batches
 }
 
+/// Groups examples into packs of at most `max_tokens` tokens (first-fit, longest first, ties by
+/// index), so packed rows waste little room. Deterministic.
+pub fn pack_examples(lengths: &[usize], max_tokens: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(lengths[i]), i));
+    let mut packs: Vec<(usize, Vec<usize>)> = Vec::new();
+    for i in order {
+        match packs
+            .iter_mut()
+            .find(|(used, _)| used + lengths[i] <= max_tokens)
+        {
+            Some((used, members)) => {
+                *used += lengths[i];
+                members.push(i);
+            }
+            None => packs.push((lengths[i], vec![i])),
+        }
+    }
+    packs.into_iter().map(|(_, m)| m).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,6 +64,22 @@ mod tests {
         let mut seen: Vec<usize> = a.iter().flatten().copied().collect();
         seen.sort();
         assert_eq!(seen, (0..103).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn packs_respect_the_budget_and_hold_everything_once() {
+        let lengths = [200, 60, 50, 250, 10, 100, 90];
+        let packs = pack_examples(&lengths, 256);
+        let mut all: Vec<usize> = packs.iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, (0..7).collect::<Vec<_>>());
+        for p in &packs {
+            assert!(
+                p.iter().map(|&i| lengths[i]).sum::<usize>() <= 256,
+                "{packs:?}"
+            );
+        }
+        assert_eq!(packs.len(), 4);
     }
 
     #[test]

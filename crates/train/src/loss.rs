@@ -37,6 +37,33 @@ impl TrainBatch {
         }
     }
 
+    /// Packs several sequences per row (`rows[r]` = the sequences of row r, each with its target
+    /// start); attention stays within each sequence (see [`ForwardBatch::packed`]).
+    pub fn from_packs(rows: &[Vec<(Vec<u32>, usize)>], pad_id: u32) -> Self {
+        let ids: Vec<Vec<Vec<u32>>> = rows
+            .iter()
+            .map(|r| r.iter().map(|(s, _)| s.clone()).collect())
+            .collect();
+        let inputs = ForwardBatch::packed(&ids, pad_id);
+        let mut positions = Vec::new();
+        let mut targets = Vec::new();
+        for (row, samples) in rows.iter().enumerate() {
+            let mut offset = 0;
+            for (seq, start) in samples {
+                for (t, &id) in seq.iter().enumerate().skip((*start).max(1)) {
+                    positions.push(row * inputs.seq + offset + t - 1);
+                    targets.push(id);
+                }
+                offset += seq.len();
+            }
+        }
+        Self {
+            inputs,
+            positions,
+            targets,
+        }
+    }
+
     /// Number of supervised tokens.
     pub fn num_targets(&self) -> usize {
         self.targets.len()

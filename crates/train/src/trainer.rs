@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use medtune_model::qwen3::{LoadedModel, LoraConfig};
 
-use crate::batching::epoch_batches;
+use crate::batching::{epoch_batches, pack_examples};
 use crate::checkpoint::{Checkpoint, TrainerState};
 use crate::loss::{TrainBatch, target_nll_sum};
 use crate::optim::{AdamW, AdamWConfig, accumulate, global_norm, lora_grads};
@@ -38,6 +38,8 @@ pub struct TrainSettings {
     pub save_every: Option<usize>,
     pub adamw: AdamWConfig,
     pub pad_id: u32,
+    /// Pack several examples into rows of at most this many tokens (no attention across them).
+    pub pack_length: Option<usize>,
 }
 
 /// What one optimiser step did (one line of metrics.jsonl).
@@ -74,9 +76,17 @@ pub enum TrainError {
     Invalid(String),
 }
 
-/// Steps per epoch and in total.
-pub fn plan_steps(num_examples: usize, settings: &TrainSettings) -> (usize, usize) {
-    let batches = num_examples.div_ceil(settings.batch_size.max(1));
+/// The units batches are made of: single examples, or packs of them with `pack_length`.
+pub fn training_units(train: &[Example], settings: &TrainSettings) -> Vec<Vec<usize>> {
+    match settings.pack_length {
+        Some(max) => pack_examples(&train.iter().map(|e| e.ids.len()).collect::<Vec<_>>(), max),
+        None => (0..train.len()).map(|i| vec![i]).collect(),
+    }
+}
+
+/// Steps per epoch and in total for `num_units` training units.
+pub fn plan_steps(num_units: usize, settings: &TrainSettings) -> (usize, usize) {
+    let batches = num_units.div_ceil(settings.batch_size.max(1));
     let per_epoch = batches.div_ceil(settings.grad_accum.max(1)).max(1);
     let total = settings
         .max_steps
@@ -129,14 +139,18 @@ impl Trainer<'_> {
         mut on_step: impl FnMut(&StepMetrics),
     ) -> Result<Vec<StepMetrics>, TrainError> {
         let s = self.settings.clone();
-        let (steps_per_epoch, total_steps) = plan_steps(train.len(), &s);
+        let units = training_units(train, &s);
+        let (steps_per_epoch, total_steps) = plan_steps(units.len(), &s);
         let schedule = Schedule {
             kind: s.schedule,
             peak_lr: s.lr,
             warmup_steps: Schedule::warmup_from_ratio(s.warmup_ratio, total_steps),
             total_steps,
         };
-        let lengths: Vec<usize> = train.iter().map(|e| e.ids.len()).collect();
+        let lengths: Vec<usize> = units
+            .iter()
+            .map(|u| u.iter().map(|&i| train[i].ids.len()).sum())
+            .collect();
         let mut optim = AdamW::new(s.adamw.clone());
         let mut state = TrainerState::default();
         let mut last_good: Option<PathBuf> = None;
@@ -165,11 +179,21 @@ impl Trainer<'_> {
                 [first.min(batches.len())..(first + s.grad_accum).min(batches.len())]
                 .iter()
                 .map(|idx| {
-                    let seqs: Vec<(Vec<u32>, usize)> = idx
+                    let rows: Vec<Vec<(Vec<u32>, usize)>> = idx
                         .iter()
-                        .map(|&i| (train[i].ids.clone(), train[i].target_start))
+                        .map(|&u| {
+                            units[u]
+                                .iter()
+                                .map(|&i| (train[i].ids.clone(), train[i].target_start))
+                                .collect()
+                        })
                         .collect();
-                    TrainBatch::from_sequences(&seqs, s.pad_id)
+                    if s.pack_length.is_some() {
+                        TrainBatch::from_packs(&rows, s.pad_id)
+                    } else {
+                        let seqs: Vec<(Vec<u32>, usize)> = rows.into_iter().flatten().collect();
+                        TrainBatch::from_sequences(&seqs, s.pad_id)
+                    }
                 })
                 .collect();
             let targets: usize = micro.iter().map(TrainBatch::num_targets).sum();

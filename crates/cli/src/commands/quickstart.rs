@@ -140,6 +140,7 @@ pub fn run(args: Args) -> Result<()> {
             save_every: None,
             adamw: AdamWConfig::default(),
             pad_id: tokenizer.pad_token_id().unwrap_or(0),
+            pack_length: None,
         },
         out: adapter_dir.clone(),
         base_model_name: model_dir.display().to_string(),

@@ -13,7 +13,9 @@ use medtune_train::examples::{ExampleOptions, build_examples};
 use medtune_train::optim::AdamWConfig;
 use medtune_train::plot::plot_losses;
 use medtune_train::schedule::ScheduleKind;
-use medtune_train::trainer::{StepMetrics, TrainSettings, Trainer, checkpoints, plan_steps};
+use medtune_train::trainer::{
+    StepMetrics, TrainSettings, Trainer, checkpoints, plan_steps, training_units,
+};
 use serde::{Deserialize, Serialize};
 
 /// Every key of a training run. As flags each is `--kebab-case`; in TOML, `snake_case`.
@@ -93,6 +95,10 @@ pub struct TrainConfig {
     /// Recompute activations in the backward pass instead of keeping them (less memory).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub gradient_checkpointing: Option<bool>,
+    /// Pack several examples into each row of --max-length tokens, with no attention across
+    /// them (per-sample position ids, block-diagonal mask).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub packing: Option<bool>,
     /// The device's peak in TFLOP/s for the `mfu` metric (default: a GEMM measured at start).
     #[arg(long)]
     pub peak_tflops: Option<f64>,
@@ -149,7 +155,8 @@ impl TrainConfig {
             skip_bad,
             system_prompt,
             gradient_checkpointing,
-            peak_tflops
+            peak_tflops,
+            packing
         );
         if self.data.is_empty() {
             self.data = file.data;
@@ -182,6 +189,7 @@ impl TrainConfig {
         self.thinking.get_or_insert(false);
         self.skip_bad.get_or_insert(false);
         self.gradient_checkpointing.get_or_insert(false);
+        self.packing.get_or_insert(false);
         self
     }
 }
@@ -318,8 +326,9 @@ pub fn run(args: Args) -> Result<()> {
             ..AdamWConfig::default()
         },
         pad_id: tokenizer.pad_token_id().unwrap_or(0),
+        pack_length: c.packing.unwrap().then(|| c.max_length.unwrap()),
     };
-    let (_, total) = plan_steps(data.train.len(), &settings);
+    let (_, total) = plan_steps(training_units(&data.train, &settings).len(), &settings);
     let resume = args.resume.as_deref().map(newest_checkpoint).transpose()?;
     let done = resume.as_ref().map_or(0, |r| r.state.step);
     let bar = ProgressBar::new(total as u64).with_position(done as u64);

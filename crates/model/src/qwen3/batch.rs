@@ -20,6 +20,9 @@ pub struct ForwardBatch {
     /// Row-major `[batch, seq]` position ids, counting real tokens only, from 0 for each
     /// sequence (or from where a KV cache left off).
     pub positions: Vec<i64>,
+    /// For packed rows: row-major `[batch, seq]` sample index within the row. Tokens attend only
+    /// within their own sample, and positions restart at 0 for each sample.
+    pub segments: Option<Vec<u32>>,
 }
 
 impl ForwardBatch {
@@ -76,6 +79,44 @@ impl ForwardBatch {
             ids,
             valid,
             positions,
+            segments: None,
+        }
+    }
+
+    /// Packs several sequences into each row (rows right-padded to the longest): no attention
+    /// across samples, per-sample position ids.
+    pub fn packed(rows: &[Vec<Vec<u32>>], pad_id: u32) -> Self {
+        let seq = rows
+            .iter()
+            .map(|r| r.iter().map(Vec::len).sum::<usize>())
+            .max()
+            .unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * seq);
+        let mut valid = Vec::with_capacity(rows.len() * seq);
+        let mut positions = Vec::with_capacity(rows.len() * seq);
+        let mut segments = Vec::with_capacity(rows.len() * seq);
+        for row in rows {
+            let mut used = 0;
+            for (k, sample) in row.iter().enumerate() {
+                ids.extend_from_slice(sample);
+                valid.extend(std::iter::repeat_n(true, sample.len()));
+                positions.extend(0..sample.len() as i64);
+                segments.extend(std::iter::repeat_n(k as u32, sample.len()));
+                used += sample.len();
+            }
+            let pad = seq - used;
+            ids.extend(std::iter::repeat_n(pad_id, pad));
+            valid.extend(std::iter::repeat_n(false, pad));
+            positions.extend(std::iter::repeat_n(0, pad));
+            segments.extend(std::iter::repeat_n(u32::MAX, pad));
+        }
+        Self {
+            batch: rows.len(),
+            seq,
+            ids,
+            valid,
+            positions,
+            segments: Some(segments),
         }
     }
 

@@ -167,9 +167,16 @@ impl Qwen3 {
 fn build_mask(batch: &ForwardBatch, cache: Option<&KvCache>, device: &Device) -> AttentionMask {
     let past = cache.map_or(0, KvCache::len);
     let cache_padded = cache.is_some_and(|c| c.valid.iter().any(|v| !v));
-    if !batch.has_padding() && !cache_padded {
+    if !batch.has_padding() && !cache_padded && batch.segments.is_none() {
         return AttentionMask::Causal;
     }
+    // Packed rows (never with a cache): a key is visible only within the query's own sample.
+    let same_sample = |row: usize, i: usize, j: usize| -> bool {
+        match (&batch.segments, cache) {
+            (Some(seg), None) => seg[row * batch.seq + i] == seg[row * batch.seq + j],
+            _ => true,
+        }
+    };
     let (b, t) = (batch.batch, batch.seq);
     let tk = past + t;
     let mut hidden = vec![false; b * t * tk];
@@ -186,7 +193,7 @@ fn build_mask(batch: &ForwardBatch, cache: Option<&KvCache>, device: &Device) ->
             let base = (row * t + i) * tk;
             let mut any_visible = false;
             for j in 0..tk {
-                let visible = j <= q_slot && key_valid(j);
+                let visible = j <= q_slot && key_valid(j) && same_sample(row, i, j);
                 hidden[base + j] = !visible;
                 any_visible |= visible;
             }
