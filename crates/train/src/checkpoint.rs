@@ -51,16 +51,6 @@ pub struct Checkpoint {
     pub state: TrainerState,
 }
 
-fn to_host(t: &Tensor<2>) -> HostTensor {
-    let shape = t.dims().to_vec();
-    let v: Vec<f32> = t
-        .to_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32");
-    HostTensor::from_f32(&v, shape, ComputeDType::F32)
-}
-
 fn err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::Invalid(format!("{}: {e}", path.display()))
 }
@@ -82,8 +72,14 @@ impl Checkpoint {
         model.save_adapter(&tmp, lora, base_model)?;
         let mut tensors = Vec::new();
         for (i, (m, v)) in optim.m.iter().zip(&optim.v).enumerate() {
-            tensors.push((format!("m.{i:05}"), to_host(m)));
-            tensors.push((format!("v.{i:05}"), to_host(v)));
+            tensors.push((
+                format!("m.{i:05}"),
+                HostTensor::from_tensor(m.clone(), ComputeDType::F32),
+            ));
+            tensors.push((
+                format!("v.{i:05}"),
+                HostTensor::from_tensor(v.clone(), ComputeDType::F32),
+            ));
         }
         tensors.push((
             "step".into(),

@@ -51,6 +51,17 @@ impl HostTensor {
         Self { dtype, shape, data }
     }
 
+    /// Reads a device tensor back to the host, stored as `dtype`.
+    pub fn from_tensor<const D: usize>(t: Tensor<D>, dtype: ComputeDType) -> Self {
+        let shape = t.dims().to_vec();
+        let values: Vec<f32> = t
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("a float tensor converts to f32");
+        Self::from_f32(&values, shape, dtype)
+    }
+
     pub fn raw(&self) -> RawTensor<'_> {
         RawTensor {
             dtype: self.dtype,

@@ -118,15 +118,9 @@ impl Qwen3 {
         let mut out = Vec::new();
         for (layer, target, lora) in self.loras() {
             for (factor, t) in [('A', lora.a.val()), ('B', lora.b.val())] {
-                let shape = t.dims().to_vec();
-                let values: Vec<f32> = t
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .expect("f32 adapter");
                 out.push((
                     peft_name(layer, target, factor),
-                    HostTensor::from_f32(&values, shape, ComputeDType::F32),
+                    HostTensor::from_tensor(t, ComputeDType::F32),
                 ));
             }
         }

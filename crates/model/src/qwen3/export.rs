@@ -2,24 +2,12 @@
 
 use std::path::Path;
 
-use burn::tensor::Tensor;
-
 use super::lora::LoraTarget;
 use super::model::Qwen3;
 use crate::checkpoint::{HostTensor, write_atomically, write_safetensors};
 use crate::config::Qwen3Config;
 use crate::device::ComputeDType;
 use crate::error::{ModelError, Result};
-
-fn host<const D: usize>(t: Tensor<D>, dtype: ComputeDType) -> HostTensor {
-    let shape = t.dims().to_vec();
-    let values: Vec<f32> = t
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("float tensor");
-    HostTensor::from_f32(&values, shape, dtype)
-}
 
 impl Qwen3 {
     /// Every base weight under its Hugging Face name, stored as `dtype`. Adapters must have been
@@ -32,14 +20,14 @@ impl Qwen3 {
         }
         let mut out = vec![(
             "model.embed_tokens.weight".to_string(),
-            host(self.embed_tokens.val(), dtype),
+            HostTensor::from_tensor(self.embed_tokens.val(), dtype),
         )];
         for (i, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             for target in LoraTarget::ALL {
                 out.push((
                     format!("{p}.{}.weight", target.path()),
-                    host(self.linear(i, target).weight.val(), dtype),
+                    HostTensor::from_tensor(self.linear(i, target).weight.val(), dtype),
                 ));
             }
             for (name, norm) in [
@@ -48,15 +36,21 @@ impl Qwen3 {
                 ("self_attn.q_norm", &layer.self_attn.q_norm),
                 ("self_attn.k_norm", &layer.self_attn.k_norm),
             ] {
-                out.push((format!("{p}.{name}.weight"), host(norm.weight.val(), dtype)));
+                out.push((
+                    format!("{p}.{name}.weight"),
+                    HostTensor::from_tensor(norm.weight.val(), dtype),
+                ));
             }
         }
         out.push((
             "model.norm.weight".into(),
-            host(self.norm.weight.val(), dtype),
+            HostTensor::from_tensor(self.norm.weight.val(), dtype),
         ));
         if let Some(head) = &self.lm_head {
-            out.push(("lm_head.weight".into(), host(head.weight.val(), dtype)));
+            out.push((
+                "lm_head.weight".into(),
+                HostTensor::from_tensor(head.weight.val(), dtype),
+            ));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
