@@ -101,12 +101,7 @@ fn padded_batches_match_unbatched_and_transformers() {
             .collect();
         for side in [PaddingSide::Left, PaddingSide::Right] {
             let batch = ForwardBatch::padded(&seqs, side, 0);
-            let logits: Vec<f32> = model
-                .model
-                .logits(model.forward(&batch, None))
-                .into_data()
-                .try_to_vec()
-                .unwrap();
+            let logits = model.batch_logits(&batch);
             for (r, s) in seqs.iter().enumerate() {
                 let alone = model.sequence_logits(s);
                 let offset = match side {

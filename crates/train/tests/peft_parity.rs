@@ -87,21 +87,9 @@ fn check(base: &str) {
     let batch = TrainBatch::from_sequences(&seqs, 0);
 
     // Without the adapter: transformers' base logits.
-    let base_logits: Vec<f32> = model
-        .model
-        .logits(model.forward(&batch.inputs, None))
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap();
+    let base_logits: Vec<f32> = model.batch_logits(&batch.inputs);
     model.model.load_adapter(&dir, &device).unwrap();
-    let logits: Vec<f32> = model
-        .model
-        .logits(model.forward(&batch.inputs, None))
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap();
+    let logits: Vec<f32> = model.batch_logits(&batch.inputs);
     let (want_base, want) = (golden.f32("base_logits"), golden.f32("logits"));
     let valid = |v: &[f32]| -> Vec<f32> {
         (0..rows * seq)

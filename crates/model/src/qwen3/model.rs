@@ -245,7 +245,12 @@ impl LoadedModel {
 
     /// f32 logits of every position of one sequence, as host values `[seq * vocab]`.
     pub fn sequence_logits(&self, ids: &[u32]) -> Vec<f32> {
-        let hidden = self.forward(&ForwardBatch::single(ids), None);
+        self.batch_logits(&ForwardBatch::single(ids))
+    }
+
+    /// f32 logits of every slot of a batch, as host values `[batch * seq * vocab]`.
+    pub fn batch_logits(&self, batch: &ForwardBatch) -> Vec<f32> {
+        let hidden = self.forward(batch, None);
         self.model
             .logits(hidden)
             .into_data()
