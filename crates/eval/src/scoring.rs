@@ -1,0 +1,286 @@
+//! Scoring options by likelihood.
+//!
+//! - **Letters**: the probability of each option letter as the token after `prompt + "Answer:"`
+//!   (the start of medtune's answer line `Answer: C) ...`). When every letter is one token after
+//!   a shared prefix (Qwen3's tokenizer: `" A"`, `" B"`, ...) this is one forward pass per
+//!   question, batched, with the head applied at the last position only. Otherwise each letter's
+//!   continuation is scored as a sequence.
+//! - **Continuations**: the summed log-probability of arbitrary continuation tokens after a
+//!   context, for lm-eval's `acc_norm` (option text likelihood divided by its length in bytes).
+
+use anyhow::{Result, ensure};
+use burn::tensor::{Int, Tensor, TensorData};
+use medtune_model::qwen3::{ForwardBatch, LoadedModel, PaddingSide};
+use medtune_text::Tokenizer;
+use medtune_text::mcq::{McqChatOptions, McqPrompt, render_mcq_prompt};
+
+/// What the model's answer line starts with; the letter comes next.
+pub const ANSWER_PREFIX: &str = "Answer:";
+
+/// The model's preference among the options of one question.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LetterScores {
+    pub letters: Vec<char>,
+    /// Softmax over the option letters only (sums to 1), in `letters` order.
+    pub probs: Vec<f32>,
+    /// The probability of all option letters together among the whole vocabulary: how much the
+    /// model wanted to answer with a letter at all.
+    pub letter_mass: f32,
+}
+
+impl LetterScores {
+    /// The most likely letter (the first on ties) and its probability.
+    pub fn best(&self) -> (char, f32) {
+        let mut best = 0;
+        for (i, p) in self.probs.iter().enumerate() {
+            if *p > self.probs[best] {
+                best = i;
+            }
+        }
+        (self.letters[best], self.probs[best])
+    }
+
+    pub fn prob_of(&self, letter: char) -> Option<f32> {
+        let i = self.letters.iter().position(|l| *l == letter)?;
+        Some(self.probs[i])
+    }
+}
+
+/// Token ids that decide between letters: a shared context and each letter's continuation.
+#[derive(Clone, Debug)]
+pub struct LetterQuery {
+    pub letters: Vec<char>,
+    pub context: Vec<u32>,
+    pub continuations: Vec<Vec<u32>>,
+}
+
+impl LetterQuery {
+    /// Tokenises `prompt_text + "Answer: X"` for each letter X and splits the ids at their
+    /// longest common prefix, so that tokenizer merges across the boundary cannot skew a letter.
+    pub fn new(tokenizer: &Tokenizer, prompt_text: &str, letters: &[char]) -> Result<Self> {
+        ensure!(letters.len() >= 2, "a question needs at least two options");
+        let seqs = letters
+            .iter()
+            .map(|l| tokenizer.encode(&format!("{prompt_text}{ANSWER_PREFIX} {l}")))
+            .collect::<medtune_text::Result<Vec<_>>>()?;
+        let mut common = seqs[0].len();
+        for s in &seqs[1..] {
+            common = common.min(s.iter().zip(&seqs[0]).take_while(|(a, b)| a == b).count());
+        }
+        ensure!(common > 0, "the letters share no prompt tokens");
+        let continuations: Vec<Vec<u32>> = seqs.iter().map(|s| s[common..].to_vec()).collect();
+        ensure!(
+            continuations.iter().all(|c| !c.is_empty()),
+            "two option letters tokenise identically"
+        );
+        Ok(Self {
+            letters: letters.to_vec(),
+            context: seqs[0][..common].to_vec(),
+            continuations,
+        })
+    }
+
+    /// True when each letter is exactly one token after the context.
+    pub fn single_token(&self) -> bool {
+        self.continuations.iter().all(|c| c.len() == 1)
+    }
+}
+
+/// Letter scores for MCQ prompts rendered with the model's chat template (no few-shot turns).
+pub fn score_letters(
+    model: &LoadedModel,
+    tokenizer: &Tokenizer,
+    prompts: &[McqPrompt],
+    chat: &McqChatOptions,
+    batch_size: usize,
+) -> Result<Vec<LetterScores>> {
+    let template = tokenizer
+        .chat_template()
+        .ok_or_else(|| anyhow::anyhow!("the tokenizer has no chat template"))?;
+    let queries = prompts
+        .iter()
+        .map(|p| {
+            let text = render_mcq_prompt(template, p, chat)?;
+            LetterQuery::new(tokenizer, &text, &p.letters())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pad = tokenizer.pad_token_id().unwrap_or(0);
+    let mut out = Vec::with_capacity(queries.len());
+    for chunk in queries.chunks(batch_size.max(1)) {
+        out.extend(score_letter_queries(model, chunk, pad));
+    }
+    Ok(out)
+}
+
+/// Scores a batch of letter queries. Single-token queries share one left-padded forward pass;
+/// the others are scored as continuations.
+pub fn score_letter_queries(
+    model: &LoadedModel,
+    queries: &[LetterQuery],
+    pad_id: u32,
+) -> Vec<LetterScores> {
+    let fast: Vec<usize> = (0..queries.len())
+        .filter(|&i| queries[i].single_token())
+        .collect();
+    let mut out: Vec<Option<LetterScores>> = vec![None; queries.len()];
+    if !fast.is_empty() {
+        let contexts: Vec<Vec<u32>> = fast.iter().map(|&i| queries[i].context.clone()).collect();
+        let logits = last_logits(model, &contexts, pad_id);
+        let vocab = logits.len() / fast.len();
+        for (row, &i) in fast.iter().enumerate() {
+            let row_logits = &logits[row * vocab..(row + 1) * vocab];
+            let lse = log_sum_exp(row_logits);
+            let letter_logps: Vec<f64> = queries[i]
+                .continuations
+                .iter()
+                .map(|c| row_logits[c[0] as usize] as f64 - lse)
+                .collect();
+            out[i] = Some(letter_scores(&queries[i].letters, &letter_logps));
+        }
+    }
+    for (i, q) in queries.iter().enumerate() {
+        if out[i].is_some() {
+            continue;
+        }
+        let rows: Vec<(Vec<u32>, Vec<u32>)> = q
+            .continuations
+            .iter()
+            .map(|c| (q.context.clone(), c.clone()))
+            .collect();
+        let logps: Vec<f64> = continuation_logprobs(model, &rows, pad_id)
+            .iter()
+            .map(|c| c.logprob)
+            .collect();
+        out[i] = Some(letter_scores(&q.letters, &logps));
+    }
+    out.into_iter().map(|s| s.expect("every query scored")).collect()
+}
+
+fn letter_scores(letters: &[char], logps: &[f64]) -> LetterScores {
+    let lse = log_sum_exp_f64(logps);
+    LetterScores {
+        letters: letters.to_vec(),
+        probs: logps.iter().map(|l| (l - lse).exp() as f32).collect(),
+        letter_mass: lse.exp() as f32,
+    }
+}
+
+/// f32 logits `[rows * vocab]` of the last token of each sequence (left-padded into one batch).
+pub fn last_logits(model: &LoadedModel, seqs: &[Vec<u32>], pad_id: u32) -> Vec<f32> {
+    let batch = ForwardBatch::padded(seqs, PaddingSide::Left, pad_id);
+    let hidden = model.forward(&batch, None);
+    let t = batch.seq;
+    model
+        .model
+        .logits(hidden.narrow(1, t - 1, 1))
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("logits are f32")
+}
+
+/// The log-likelihood of a continuation after its context.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ContinuationScore {
+    /// Sum of the natural-log probabilities of the continuation's tokens.
+    pub logprob: f64,
+    pub tokens: usize,
+    /// Whether every continuation token was the model's greedy choice.
+    pub greedy: bool,
+}
+
+/// Scores `(context, continuation)` pairs in one right-padded batch; the head is applied only at
+/// the positions that predict continuation tokens.
+pub fn continuation_logprobs(
+    model: &LoadedModel,
+    rows: &[(Vec<u32>, Vec<u32>)],
+    pad_id: u32,
+) -> Vec<ContinuationScore> {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let seqs: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|(c, x)| c.iter().chain(x).copied().collect())
+        .collect();
+    let batch = ForwardBatch::padded(&seqs, PaddingSide::Right, pad_id);
+    let hidden = model.forward(&batch, None);
+    let device = hidden.device();
+    let [b, t, h] = hidden.dims();
+    let mut index = Vec::new();
+    let mut targets = Vec::new();
+    for (r, (ctx, cont)) in rows.iter().enumerate() {
+        assert!(!ctx.is_empty(), "a continuation needs a context token before it");
+        for (k, &tok) in cont.iter().enumerate() {
+            index.push((r * t + ctx.len() - 1 + k) as i64);
+            targets.push(tok as i64);
+        }
+    }
+    let n = index.len();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &device);
+    let picked = hidden.reshape([b * t, h]).select(0, index);
+    let logits = model.model.logits(picked.unsqueeze_dim::<3>(0));
+    let vocab = logits.dims()[2];
+    let logits = logits.reshape([n, vocab]);
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
+    let max = logits.clone().max_dim(1);
+    let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max.clone();
+    let target_logits = logits.gather(1, targets);
+    let logp: Vec<f32> = (target_logits.clone() - lse)
+        .into_data()
+        .try_to_vec()
+        .expect("f32");
+    let is_max: Vec<f32> = (target_logits - max).into_data().try_to_vec().expect("f32");
+    let mut out = Vec::with_capacity(rows.len());
+    let mut at = 0;
+    for (_, cont) in rows {
+        let span = at..at + cont.len();
+        out.push(ContinuationScore {
+            logprob: logp[span.clone()].iter().map(|&x| x as f64).sum(),
+            tokens: cont.len(),
+            greedy: is_max[span].iter().all(|&d| d >= 0.0),
+        });
+        at += cont.len();
+    }
+    out
+}
+
+/// `log Σ exp(x)` in f64.
+pub fn log_sum_exp(values: &[f32]) -> f64 {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    if !max.is_finite() {
+        return max;
+    }
+    max + values
+        .iter()
+        .map(|&v| (v as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+}
+
+fn log_sum_exp_f64(values: &[f64]) -> f64 {
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return max;
+    }
+    max + values.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letter_scores_normalise_over_letters() {
+        let s = letter_scores(&['A', 'B'], &[(0.3f64).ln(), (0.1f64).ln()]);
+        assert!((s.probs[0] - 0.75).abs() < 1e-6);
+        assert!((s.probs[1] - 0.25).abs() < 1e-6);
+        assert!((s.letter_mass - 0.4).abs() < 1e-6);
+        assert_eq!(s.best(), ('A', s.probs[0]));
+    }
+
+    #[test]
+    fn log_sum_exp_is_stable() {
+        let v = [1000.0f32, 1000.0];
+        assert!((log_sum_exp(&v) - (1000.0 + 2f64.ln())).abs() < 1e-9);
+    }
+}
