@@ -125,14 +125,9 @@ pub fn generate(
     model: &LoadedModel,
     prompts: &[Vec<u32>],
     config: &GenerateConfig,
-    mut on_token: impl FnMut(usize, u32) -> bool,
+    on_token: impl FnMut(usize, u32) -> bool,
 ) -> Vec<Vec<u32>> {
-    let rows = prompts.len();
-    let mut outputs = vec![Vec::new(); rows];
-    if rows == 0 || config.max_new_tokens == 0 {
-        return outputs;
-    }
-    let mut samplers: Vec<Sampler> = (0..rows)
+    let samplers: Vec<Sampler> = (0..prompts.len())
         .map(|r| {
             Sampler::new(SamplingConfig {
                 seed: config.sampling.seed.wrapping_add(r as u64),
@@ -140,6 +135,24 @@ pub fn generate(
             })
         })
         .collect();
+    generate_with_samplers(model, prompts, samplers, config, on_token)
+}
+
+/// [`generate`] with one sampler per row, so that each row of a batch keeps its own settings
+/// and seed (a server batches unrelated requests); `config.sampling` is not used.
+pub fn generate_with_samplers(
+    model: &LoadedModel,
+    prompts: &[Vec<u32>],
+    mut samplers: Vec<Sampler>,
+    config: &GenerateConfig,
+    mut on_token: impl FnMut(usize, u32) -> bool,
+) -> Vec<Vec<u32>> {
+    let rows = prompts.len();
+    assert_eq!(samplers.len(), rows, "one sampler per prompt");
+    let mut outputs = vec![Vec::new(); rows];
+    if rows == 0 || config.max_new_tokens == 0 {
+        return outputs;
+    }
     let mut done = vec![false; rows];
     let mut cache = model.new_cache();
     let mut batch = ForwardBatch::padded(prompts, PaddingSide::Left, config.pad_id);
