@@ -29,6 +29,8 @@ enum Command {
     /// Inspect and validate data files.
     #[command(subcommand)]
     Data(commands::data::DataCommand),
+    /// Accuracy on MCQ files with confidence intervals, by option likelihood and/or generation.
+    Eval(Box<commands::eval::Args>),
     /// Fold a LoRA adapter into its base model and write a full checkpoint.
     Merge(commands::merge::Args),
     /// Measure speed.
@@ -53,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Ask(a) => commands::ask::run(a),
         Command::Train(a) => commands::train::run(*a),
         Command::Data(d) => commands::data::run(d),
+        Command::Eval(a) => commands::eval::run(*a),
         Command::Merge(a) => commands::merge::run(a),
         Command::Bench(b) => commands::bench::run(b),
     };

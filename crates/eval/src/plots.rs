@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::stats::CalibrationBin;
 use crate::summary::ScoringSummary;
@@ -20,7 +21,7 @@ pub fn plot_subjects(summary: &ScoringSummary, title: &str, path: &Path) -> Resu
     groups.truncate(40);
     groups.sort_by(|a, b| a.name.cmp(&b.name));
     let rows = groups.len().max(1);
-    let height = (120 + 28 * rows) as u32;
+    let height = (110 + 34 * rows) as u32;
     let root = BitMapBackend::new(path, (900, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(path, e))?;
     let labels: Vec<String> = groups
@@ -34,38 +35,44 @@ pub fn plot_subjects(summary: &ScoringSummary, title: &str, path: &Path) -> Resu
         .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
-        .y_label_area_size(260)
-        .build_cartesian_2d(0f64..100f64, (0..rows).into_segmented())
+        .y_label_area_size(12)
+        .build_cartesian_2d(0f64..100f64, -0.5f64..(rows as f64 - 0.5))
         .map_err(|e| fail(path, e))?;
     chart
         .configure_mesh()
-        .x_desc("accuracy % (bars) with 95% Wilson interval")
-        .y_labels(rows)
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
+        .x_desc("accuracy % (bar) with its 95% Wilson interval (line)")
+        .disable_y_mesh()
+        .y_labels(0)
         .draw()
         .map_err(|e| fail(path, e))?;
+    // Row i from the top: y = rows - 1 - i, so subjects read alphabetically downwards.
+    let y = |i: usize| (rows - 1 - i) as f64;
     chart
         .draw_series(groups.iter().enumerate().map(|(i, g)| {
             Rectangle::new(
-                [
-                    (0.0, SegmentValue::Exact(i)),
-                    (100.0 * g.accuracy, SegmentValue::Exact(i + 1)),
-                ],
-                BLUE.mix(0.5).filled(),
+                [(0.0, y(i) - 0.38), (100.0 * g.accuracy, y(i) + 0.38)],
+                BLUE.mix(0.35).filled(),
             )
         }))
         .map_err(|e| fail(path, e))?;
     chart
         .draw_series(groups.iter().enumerate().map(|(i, g)| {
             PathElement::new(
-                vec![
-                    (100.0 * g.wilson95.low, SegmentValue::CenterOf(i)),
-                    (100.0 * g.wilson95.high, SegmentValue::CenterOf(i)),
-                ],
+                vec![(100.0 * g.wilson95.low, y(i)), (100.0 * g.wilson95.high, y(i))],
                 BLACK.stroke_width(2),
+            )
+        }))
+        .map_err(|e| fail(path, e))?;
+    let label_style = ("sans-serif", 14)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Bottom));
+    chart
+        .draw_series(groups.iter().zip(&labels).enumerate().map(|(i, (g, l))| {
+            Text::new(
+                format!("{l}: {:.0}%", 100.0 * g.accuracy),
+                (1.0, y(i) + 0.05),
+                label_style.clone(),
             )
         }))
         .map_err(|e| fail(path, e))?;

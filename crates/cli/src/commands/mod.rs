@@ -1,6 +1,7 @@
 pub mod ask;
 pub mod bench;
 pub mod data;
+pub mod eval;
 pub mod generate;
 pub mod init;
 pub mod logits;
