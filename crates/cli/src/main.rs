@@ -36,6 +36,8 @@ enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Serve the model over HTTP: OpenAI-compatible API, /v1/mcq and a web page.
+    Serve(Box<commands::serve::Args>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(a) => commands::eval::run(*a),
         Command::Merge(a) => commands::merge::run(a),
         Command::Bench(b) => commands::bench::run(b),
+        Command::Serve(a) => commands::serve::run(*a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

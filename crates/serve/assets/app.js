@@ -110,7 +110,8 @@ function handle(event) {
     $("answer").textContent += event.content;
   } else if (event.type === "result") {
     $("answer-letter").textContent = event.answer;
-    $("answer").textContent = event.content;
+    $("answer").textContent = event.content ||
+      "(the reply had no text; the letter is the most probable option)";
     if (event.reasoning) $("reasoning").textContent = event.reasoning;
     drawChart(event.probabilities, event.answer);
     setStatus("done (" + event.usage.completion_tokens + " tokens, answer from " + event.answer_source + ")");

@@ -7,4 +7,5 @@ pub mod init;
 pub mod logits;
 pub mod merge;
 pub mod quickstart;
+pub mod serve;
 pub mod train;
