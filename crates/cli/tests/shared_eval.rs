@@ -1,0 +1,134 @@
+//! `medtune eval` on every real data file in `$MEDTUNE_SHARED/data` (default `../shared`) with a
+//! tiny random model that uses the real Qwen3 tokenizer and chat template: each file evaluates
+//! end to end with `--limit`, and the counts in `summary.json` match the files
+//! (`data/SOURCES.md`). Fails, rather than passes silently, when the folder is missing.
+//!
+//! Run with `cargo test --release -p medtune --features shared-tests --test shared_eval`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn shared_dir() -> PathBuf {
+    let dir = match std::env::var_os("MEDTUNE_SHARED") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    };
+    assert!(
+        dir.join("data/SOURCES.md").is_file(),
+        "shared data not found at {}: set MEDTUNE_SHARED",
+        dir.display()
+    );
+    dir
+}
+
+fn medtune(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_medtune"))
+        .args(args)
+        .output()
+        .expect("run medtune");
+    assert!(
+        out.status.success(),
+        "medtune {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn every_shared_file_evaluates_and_the_counts_match() {
+    let shared = shared_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    medtune(&[
+        "init",
+        "--preset",
+        "tiny",
+        "--tokenizer",
+        shared.join("tokenizers/qwen3").to_str().unwrap(),
+        "--dtype",
+        "f32",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    let data = shared.join("data");
+    // (file, format, records in the file's evaluation set)
+    let files: Vec<(String, &str, u64)> = vec![
+        ("medqa/test_4options.jsonl".into(), "medqa", 1273),
+        ("medqa/test_5options.jsonl".into(), "medqa", 1273),
+        ("medmcqa/dev.jsonl".into(), "medmcqa", 4183),
+        // ori_pqal.json holds 1,000 items; its official test set is the 500 labelled in
+        // test_ground_truth.json beside it.
+        ("pubmedqa/ori_pqal.json".into(), "pubmedqa", 500),
+        ("pubmedqa/test_set.json".into(), "pubmedqa", 500),
+        ("mmlu_medical/anatomy_test.csv".into(), "mmlu", 135),
+        ("mmlu_medical/clinical_knowledge_test.csv".into(), "mmlu", 265),
+        ("mmlu_medical/college_biology_test.csv".into(), "mmlu", 144),
+        ("mmlu_medical/college_medicine_test.csv".into(), "mmlu", 173),
+        ("mmlu_medical/medical_genetics_test.csv".into(), "mmlu", 100),
+        ("mmlu_medical/professional_medicine_test.csv".into(), "mmlu", 272),
+    ];
+    let mmlu_total: u64 = files.iter().filter(|f| f.1 == "mmlu").map(|f| f.2).sum();
+    assert_eq!(mmlu_total, 1089, "MMLU-medical has 1,089 test questions");
+    let paths: Vec<String> = files
+        .iter()
+        .map(|(f, _, _)| data.join(f).to_str().unwrap().to_owned())
+        .collect();
+    let out = dir.path().join("report");
+    let mut args = vec![
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--mode",
+        "both",
+        "--max-new-tokens",
+        "4",
+        "--limit",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--data",
+    ];
+    args.extend(paths.iter().map(String::as_str));
+    medtune(&args);
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let run = &summary["run"];
+    assert_eq!(run["complete"], true);
+    let reported = run["data"].as_array().unwrap();
+    assert_eq!(reported.len(), files.len());
+    for ((file, format, records), d) in files.iter().zip(reported) {
+        assert_eq!(d["format"], *format, "{file}");
+        assert_eq!(d["records"], *records, "{file}");
+        assert_eq!(d["selected"], 3, "{file}");
+    }
+    // The recorded checksums are the ones SOURCES.md publishes.
+    assert_eq!(
+        reported[0]["sha256"],
+        "c3b905ccfa66152dc25afbcb2c10e86c0bdb208824f0658fcdb2c040f60a2beb"
+    );
+    assert_eq!(
+        reported[2]["sha256"],
+        "a2b5f53890f4e742b728378fb847bc5338088d48ea01218676379f587270af31"
+    );
+    let n = 3 * files.len() as u64;
+    assert_eq!(run["n"], n);
+    let results = &summary["systems"][0]["results"];
+    for scoring in ["loglik", "loglik_norm", "generate"] {
+        assert_eq!(results[scoring]["n"], n, "{scoring}");
+    }
+    // With Qwen3's tokenizer every option letter is one token after "Answer:", so each item's
+    // letter probabilities sum to 1 over its own options (3 for PubMedQA, 4 or 5 elsewhere).
+    let items = std::fs::read_to_string(out.join("items.jsonl")).unwrap();
+    let mut lines = 0;
+    for line in items.lines() {
+        let item: Value = serde_json::from_str(line).unwrap();
+        let probs = item["loglik"]["probabilities"].as_array().unwrap();
+        assert_eq!(probs.len(), item["letters"].as_array().unwrap().len());
+        let total: f64 = probs.iter().map(|p| p[1].as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-4, "{line}");
+        lines += 1;
+    }
+    assert_eq!(lines, n);
+}
