@@ -165,14 +165,24 @@ fn letter_scores(letters: &[char], logps: &[f64]) -> LetterScores {
     }
 }
 
-/// f32 logits `[rows * vocab]` of the last token of each sequence (left-padded into one batch).
+/// f32 logits `[rows * vocab]` of the last token of each sequence. The rows are right-padded
+/// (so the fused causal attention needs no padding mask) and the head is applied only at each
+/// row's last real token.
 pub fn last_logits(model: &LoadedModel, seqs: &[Vec<u32>], pad_id: u32) -> Vec<f32> {
-    let batch = ForwardBatch::padded(seqs, PaddingSide::Left, pad_id);
+    let batch = ForwardBatch::padded(seqs, PaddingSide::Right, pad_id);
     let hidden = model.forward(&batch, None);
-    let t = batch.seq;
+    let device = hidden.device();
+    let [b, t, h] = hidden.dims();
+    let index: Vec<i64> = seqs
+        .iter()
+        .enumerate()
+        .map(|(r, s)| (r * t + s.len() - 1) as i64)
+        .collect();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b]), &device);
+    let last = hidden.reshape([b * t, h]).select(0, index);
     model
         .model
-        .logits(hidden.narrow(1, t - 1, 1))
+        .logits(last.unsqueeze_dim::<3>(0))
         .into_data()
         .try_to_vec::<f32>()
         .expect("logits are f32")

@@ -16,6 +16,32 @@ pub enum BenchCommand {
     Forward(ForwardArgs),
     /// LoRA training step time, tokens/s and peak memory.
     Train(TrainArgs),
+    /// Questions/s of loglik evaluation (one batched forward per question).
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// tiny, small, qwen3-0.6b or qwen3-1.7b.
+    #[arg(long, default_value = "small")]
+    pub preset: Preset,
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    #[arg(long, default_value = "f32")]
+    pub dtype: ComputeDType,
+    /// Questions scored in the timed pass (after one warm-up batch).
+    #[arg(long, default_value_t = 32)]
+    pub questions: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The prompt length of synthetic question `i`: 180–299 tokens, spread like MedQA prompts under
+/// the chat template. `tools/bench_eval.py` uses the same formula.
+pub fn eval_prompt_len(i: usize) -> usize {
+    180 + (i * 37) % 120
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,6 +99,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Forward(a) => forward(a),
         BenchCommand::Train(a) => train(a),
+        BenchCommand::Eval(a) => eval(a),
     }
 }
 
@@ -244,6 +271,67 @@ fn train(args: TrainArgs) -> Result<()> {
             s_per_step,
             tokens_per_s,
             peak
+        );
+    }
+    Ok(())
+}
+
+/// Loglik evaluation speed: batches of left-padded synthetic prompts, the head at the last
+/// position only, softmax over four option-letter tokens, exactly as `medtune eval` scores.
+fn eval(args: EvalArgs) -> Result<()> {
+    use medtune_eval::scoring::{LetterQuery, score_letter_queries};
+
+    let cfg = args.preset.config();
+    let device = args.device.device()?;
+    let weights = random_weights(&cfg, args.dtype, 0);
+    let model = LoadedModel::from_source(&weights, cfg.clone(), args.dtype, &device)?;
+    drop(weights);
+    let mut rng = StdRng::seed_from_u64(3);
+    // Qwen3's ids for " A", " B", " C", " D".
+    let letter_ids = [362u32, 425, 356, 422];
+    let query = |i: usize, rng: &mut StdRng| LetterQuery {
+        letters: vec!['A', 'B', 'C', 'D'],
+        context: (0..eval_prompt_len(i))
+            .map(|_| rng.random_range(0..151_643))
+            .collect(),
+        continuations: letter_ids.iter().map(|&id| vec![id]).collect(),
+    };
+    let batch = args.batch_size.max(1);
+    let warmup: Vec<LetterQuery> = (0..batch).map(|i| query(i, &mut rng)).collect();
+    let queries: Vec<LetterQuery> = (0..args.questions).map(|i| query(i, &mut rng)).collect();
+    score_letter_queries(&model, &warmup, 0);
+    let start = Instant::now();
+    let mut scored = 0;
+    for chunk in queries.chunks(batch) {
+        scored += score_letter_queries(&model, chunk, 0).len();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let tokens: usize = queries.iter().map(|q| q.context.len()).sum();
+    let qps = scored as f64 / seconds;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "engine": "medtune",
+                "preset": args.preset.name(),
+                "device": args.device.to_string(),
+                "dtype": args.dtype.to_string(),
+                "questions": scored,
+                "batch_size": batch,
+                "prompt_tokens": tokens,
+                "seconds": seconds,
+                "questions_per_s": qps,
+                "peak_rss_mib": peak_rss_mib(),
+            })
+        );
+    } else {
+        println!(
+            "{} on {} ({}): {qps:.2} questions/s ({scored} questions, batch {batch}, {tokens} prompt tokens, {:.1} s), peak RSS {:.0} MiB",
+            args.preset.name(),
+            args.device,
+            args.dtype,
+            seconds,
+            peak_rss_mib()
         );
     }
     Ok(())

@@ -124,6 +124,15 @@ impl ForwardBatch {
         self.valid.iter().any(|v| !v)
     }
 
+    /// True when every row's real tokens come first and padding (if any) only after them. Under
+    /// a plain causal mask such rows are computed exactly: a real token never sees a later slot,
+    /// so no padding mask is needed.
+    pub fn padded_on_the_right_only(&self) -> bool {
+        self.valid
+            .chunks(self.seq.max(1))
+            .all(|row| row.iter().skip_while(|v| **v).all(|v| !v))
+    }
+
     /// Number of real (non-padding) tokens in each row.
     pub fn lengths(&self) -> Vec<usize> {
         self.valid
@@ -136,6 +145,14 @@ impl ForwardBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn right_padding_is_recognised() {
+        let seqs = vec![vec![1, 2, 3], vec![4]];
+        assert!(ForwardBatch::padded(&seqs, PaddingSide::Right, 0).padded_on_the_right_only());
+        assert!(!ForwardBatch::padded(&seqs, PaddingSide::Left, 0).padded_on_the_right_only());
+        assert!(ForwardBatch::single(&[5, 6]).padded_on_the_right_only());
+    }
 
     #[test]
     fn left_padding_positions_count_real_tokens() {

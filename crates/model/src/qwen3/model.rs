@@ -167,7 +167,13 @@ impl Qwen3 {
 fn build_mask(batch: &ForwardBatch, cache: Option<&KvCache>, device: &Device) -> AttentionMask {
     let past = cache.map_or(0, KvCache::len);
     let cache_padded = cache.is_some_and(|c| c.valid.iter().any(|v| !v));
-    if !batch.has_padding() && !cache_padded && batch.segments.is_none() {
+    if batch.segments.is_none()
+        && !cache_padded
+        && (!batch.has_padding() || (past == 0 && batch.padded_on_the_right_only()))
+    {
+        // Right padding without a cache needs no mask of its own: real queries only see
+        // earlier slots, all real; padding queries see real tokens and stay finite, and their
+        // outputs are never read. The fused causal kernel is much faster than an explicit mask.
         return AttentionMask::Causal;
     }
     // Packed rows (never with a cache): a key is visible only within the query's own sample.
