@@ -381,3 +381,59 @@ fn interrupted_eval_leaves_a_valid_partial_report() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("INTERRUPTED"));
 }
+
+#[test]
+fn few_shot_prompts_hold_k_solved_questions_but_never_the_question_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data, _) = setup(&dir.path().join("setup"));
+    let out = dir.path().join("report");
+    ok(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--shots",
+        "2",
+        "--shots-from",
+        data.to_str().unwrap(),
+        "--limit",
+        "4",
+        "--no-acc-norm",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let summary = read_json(&out.join("summary.json"));
+    let prompt = &summary["run"]["prompt"];
+    assert_eq!(prompt["shots"], 2);
+    let example = prompt["example"].as_str().unwrap();
+    // Two earlier assistant turns, each an answer line, then the question.
+    assert_eq!(example.matches("<|im_start|>assistant\n").count(), 3, "{example}");
+    assert_eq!(example.matches("Answer: ").count(), 2, "{example}");
+    // The evaluated question appears once: as the last user turn, not as a shot.
+    let first = &items(&out)[0];
+    let line = first["line"].as_u64().unwrap() as usize;
+    let record: Value = serde_json::from_str(
+        std::fs::read_to_string(&data)
+            .unwrap()
+            .lines()
+            .nth(line - 1)
+            .unwrap(),
+    )
+    .unwrap();
+    let question = record["question"].as_str().unwrap().trim();
+    assert_eq!(example.matches(question).count(), 1, "{example}");
+    assert_eq!(summary["systems"][0]["results"]["loglik"]["n"], 4);
+    // Without --shots-from, --shots is refused.
+    let out = medtune(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--shots",
+        "2",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shots-from"));
+}
