@@ -84,7 +84,10 @@ fn serve_answers_with_a_key_and_exits_cleanly_on_sigterm() {
     let name = dir.path().file_name().unwrap().to_str().unwrap();
     assert!(body.contains(name), "{body}");
     let over_cap = r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":3001}"#;
-    assert_eq!(http(&addr, "POST", "/v1/chat/completions", Some("k3y"), over_cap).0, 400);
+    assert_eq!(
+        http(&addr, "POST", "/v1/chat/completions", Some("k3y"), over_cap).0,
+        400
+    );
 
     // A streamed request in flight when SIGTERM arrives still finishes (3,000 tokens take the
     // tiny model a few seconds).
@@ -118,7 +121,12 @@ fn serve_answers_with_a_key_and_exits_cleanly_on_sigterm() {
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(exit.success(), "exit {exit:?}: {stderr}");
     assert!(rest.contains("stopped"), "{rest}");
     // Nothing listens any more.

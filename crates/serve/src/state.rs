@@ -175,17 +175,13 @@ impl Pending {
     /// Waits until the worker takes the request from the queue, so that errors before that
     /// (timeout in the queue, shutdown) still get a proper HTTP status.
     pub async fn started(&mut self) -> Result<(), ApiError> {
-        loop {
-            match self.recv().await? {
-                Event::Started => return Ok(()),
-                Event::Failed(e) => return Err(e),
-                // Text or Done cannot come first; treat them as a protocol error.
-                _ => {
-                    return Err(ApiError::internal(
-                        "the model worker sent events out of order",
-                    ));
-                }
-            }
+        match self.recv().await? {
+            Event::Started => Ok(()),
+            Event::Failed(e) => Err(e),
+            // Text or Done cannot come first.
+            _ => Err(ApiError::internal(
+                "the model worker sent events out of order",
+            )),
         }
     }
 

@@ -235,14 +235,20 @@ fn page_answers_a_question_with_a_probability_chart() {
     let letter = state["letter"].as_str().unwrap();
     assert!(["A", "B", "C", "D"].contains(&letter), "{state}");
     assert_eq!(state["chosen"], json!([letter]), "{state}");
-    assert!(state["status"].as_str().unwrap().starts_with("done"), "{state}");
+    assert!(
+        state["status"].as_str().unwrap().starts_with("done"),
+        "{state}"
+    );
     let total: f64 = state["widths"]
         .as_array()
         .unwrap()
         .iter()
         .map(|w| w.as_f64().unwrap())
         .sum();
-    assert!((total - 100.0).abs() < 0.5, "bar widths sum to {total}%: {state}");
+    assert!(
+        (total - 100.0).abs() < 0.5,
+        "bar widths sum to {total}%: {state}"
+    );
 
     let shot = browser.call(
         "Page.captureScreenshot",

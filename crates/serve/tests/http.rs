@@ -589,3 +589,22 @@ async fn shutdown_past_the_grace_period_ends_requests_with_a_clean_error() {
     assert_eq!(err["error"]["code"], "shutting_down", "{err}");
     s.finish().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_gives_up_on_a_whole_completion_stops_its_generation() {
+    let s = start(limits(), None).await;
+    let body = chat(
+        "Keep talking.",
+        json!({"max_tokens": 4000, "ignore_eos": true, "temperature": 0}),
+    );
+    let client = s.client.clone();
+    let url = s.url("/v1/chat/completions");
+    let request = tokio::spawn(async move { client.post(url).json(&body).send().await });
+    s.wait_health(10, "running", |h| h["running"] == 1).await;
+    // Dropping the request closes its connection.
+    request.abort();
+    let h = s
+        .wait_health(10, "cancelled", |h| h["cancelled"] == 1 && h["running"] == 0)
+        .await;
+    assert_eq!(h["queued"], 0);
+}
