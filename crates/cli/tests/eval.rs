@@ -39,7 +39,13 @@ fn items(out: &Path) -> Vec<Value> {
 
 /// Quickstart's tiny model, its built-in questions and a briefly trained adapter.
 fn setup(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    ok(&["quickstart", "--out", dir.to_str().unwrap(), "--epochs", "3"]);
+    ok(&[
+        "quickstart",
+        "--out",
+        dir.to_str().unwrap(),
+        "--epochs",
+        "3",
+    ]);
     (
         dir.join("model"),
         dir.join("quickstart_mcq.jsonl"),
@@ -99,7 +105,10 @@ fn loglik_equals_the_argmax_of_medtune_logits_and_reports_compare_systems() {
     assert_eq!(summary["run"]["complete"], true);
     assert_eq!(summary["run"]["data"][0]["records"], 16);
     assert_eq!(summary["run"]["data"][0]["selected"], 6);
-    assert_eq!(summary["run"]["data"][0]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        summary["run"]["data"][0]["sha256"].as_str().unwrap().len(),
+        64
+    );
     let systems = summary["systems"].as_array().unwrap();
     assert_eq!(systems.len(), 2);
     assert_eq!(systems[0]["name"], "base");
@@ -123,7 +132,11 @@ fn loglik_equals_the_argmax_of_medtune_logits_and_reports_compare_systems() {
             .values()
             .map(|v| v.as_u64().unwrap())
             .sum();
-        assert_eq!(letters + unparsed, 6, "every answer is a letter or unparsed");
+        assert_eq!(
+            letters + unparsed,
+            6,
+            "every answer is a letter or unparsed"
+        );
     }
     let comparisons = summary["comparisons"].as_array().unwrap();
     assert!(!comparisons.is_empty());
@@ -146,7 +159,10 @@ fn loglik_equals_the_argmax_of_medtune_logits_and_reports_compare_systems() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("exact McNemar") && md.contains("95% CI"), "{md}");
+    assert!(
+        md.contains("exact McNemar") && md.contains("95% CI"),
+        "{md}"
+    );
 
     // Each base loglik prediction is the most likely option letter after the prompt and
     // "Answer:" according to the logits that `medtune logits` gives.
@@ -207,7 +223,12 @@ fn loglik_equals_the_argmax_of_medtune_logits_and_reports_compare_systems() {
         );
         let max = picked.iter().copied().fold(f32::MIN, f32::max);
         let z: f32 = picked.iter().map(|v| (v - max).exp()).sum();
-        for (k, pair) in loglik["probabilities"].as_array().unwrap().iter().enumerate() {
+        for (k, pair) in loglik["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
             let want = (picked[k] - max).exp() / z;
             let got = pair[1].as_f64().unwrap() as f32;
             assert!((want - got).abs() < 1e-4, "prob {k}: {got} vs {want}");
@@ -333,7 +354,10 @@ fn every_format_evaluates_with_counts_that_match_the_files() {
         .iter()
         .map(|g| g["name"].as_str().unwrap())
         .collect();
-    assert!(subjects.contains(&"Pharmacology") && subjects.contains(&"anatomy"), "{subjects:?}");
+    assert!(
+        subjects.contains(&"Pharmacology") && subjects.contains(&"anatomy"),
+        "{subjects:?}"
+    );
     assert_eq!(items(&out).len(), 10);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<table>") && html.contains("subjects_base.png"));
@@ -408,7 +432,11 @@ fn few_shot_prompts_hold_k_solved_questions_but_never_the_question_itself() {
     assert_eq!(prompt["shots"], 2);
     let example = prompt["example"].as_str().unwrap();
     // Two earlier assistant turns, each an answer line, then the question.
-    assert_eq!(example.matches("<|im_start|>assistant\n").count(), 3, "{example}");
+    assert_eq!(
+        example.matches("<|im_start|>assistant\n").count(),
+        3,
+        "{example}"
+    );
     assert_eq!(example.matches("Answer: ").count(), 2, "{example}");
     // The evaluated question appears once: as the last user turn, not as a shot.
     let first = &items(&out)[0];

@@ -63,11 +63,19 @@ fn every_shared_file_evaluates_and_the_counts_match() {
         ("pubmedqa/ori_pqal.json".into(), "pubmedqa", 500),
         ("pubmedqa/test_set.json".into(), "pubmedqa", 500),
         ("mmlu_medical/anatomy_test.csv".into(), "mmlu", 135),
-        ("mmlu_medical/clinical_knowledge_test.csv".into(), "mmlu", 265),
+        (
+            "mmlu_medical/clinical_knowledge_test.csv".into(),
+            "mmlu",
+            265,
+        ),
         ("mmlu_medical/college_biology_test.csv".into(), "mmlu", 144),
         ("mmlu_medical/college_medicine_test.csv".into(), "mmlu", 173),
         ("mmlu_medical/medical_genetics_test.csv".into(), "mmlu", 100),
-        ("mmlu_medical/professional_medicine_test.csv".into(), "mmlu", 272),
+        (
+            "mmlu_medical/professional_medicine_test.csv".into(),
+            "mmlu",
+            272,
+        ),
     ];
     let mmlu_total: u64 = files.iter().filter(|f| f.1 == "mmlu").map(|f| f.2).sum();
     assert_eq!(mmlu_total, 1089, "MMLU-medical has 1,089 test questions");

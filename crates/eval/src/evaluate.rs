@@ -205,7 +205,11 @@ fn option_text_scores(
             let full = tokenizer.encode(&format!("{context_text} {}", text.trim()))?;
             // Split where the ids diverge from the context's, so a merge across the boundary
             // moves into the continuation instead of being lost.
-            let common = full.iter().zip(&context).take_while(|(a, b)| a == b).count();
+            let common = full
+                .iter()
+                .zip(&context)
+                .take_while(|(a, b)| a == b)
+                .count();
             let common = common.min(context.len()).max(1);
             Ok((full[..common].to_vec(), full[common..].to_vec()))
         })

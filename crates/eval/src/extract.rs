@@ -154,31 +154,61 @@ mod tests {
     fn table_of_outputs() {
         use Method::*;
         let cases: &[(&str, Option<(char, Method)>)] = &[
-            ("Answer: C) Insulin\n\nBecause ketoacidosis ...", Some(('C', AnswerStatement))),
+            (
+                "Answer: C) Insulin\n\nBecause ketoacidosis ...",
+                Some(('C', AnswerStatement)),
+            ),
             ("answer: (d) Sitagliptin", Some(('D', AnswerStatement))),
             ("**Answer:** B", Some(('B', AnswerStatement))),
             ("The correct answer is D.", Some(('D', AnswerStatement))),
-            ("The answer is option A, metformin.", Some(('A', AnswerStatement))),
+            (
+                "The answer is option A, metformin.",
+                Some(('A', AnswerStatement)),
+            ),
             ("Final answer: (B)", Some(('B', AnswerStatement))),
             (
                 "<think>\nA is tempting. Answer: A?\n</think>\n\nAnswer: D",
                 Some(('D', AnswerStatement)),
             ),
-            ("I first thought Answer: A but on reflection the answer is C.", Some(('C', AnswerStatement))),
+            (
+                "I first thought Answer: A but on reflection the answer is C.",
+                Some(('C', AnswerStatement)),
+            ),
             ("The answer is a matter of debate.", None),
             ("answer: c", Some(('C', AnswerStatement))),
-            ("B) Insulin glargine is long-acting.", Some(('B', LeadingLetter))),
+            (
+                "B) Insulin glargine is long-acting.",
+                Some(('B', LeadingLetter)),
+            ),
             ("(A) Metformin", Some(('A', LeadingLetter))),
             ("D.", Some(('D', LeadingLetter))),
             ("C", Some(('C', LeadingLetter))),
-            ("A 45-year-old needs metformin first.", Some(('A', OptionText))),
-            ("Given the ketosis, I would pick (C) over the others.", Some(('C', ParenthesisedLetter))),
+            (
+                "A 45-year-old needs metformin first.",
+                Some(('A', OptionText)),
+            ),
+            (
+                "Given the ketosis, I would pick (C) over the others.",
+                Some(('C', ParenthesisedLetter)),
+            ),
             ("So it is clearly C) here.", Some(('C', LetterParen))),
-            ("Sitagliptin is the best choice here.", Some(('D', OptionText))),
-            ("Start insulin glargine at bedtime.", Some(('B', OptionText))),
+            (
+                "Sitagliptin is the best choice here.",
+                Some(('D', OptionText)),
+            ),
+            (
+                "Start insulin glargine at bedtime.",
+                Some(('B', OptionText)),
+            ),
             ("Either metformin or sitagliptin.", None),
-            ("I would go with option B given the HbA1c.", Some(('B', LastStatedLetter))),
-            ("Reasons:\nB: a long-acting basal analogue", Some(('B', LastStatedLetter))),
+            (
+                "I would go with option B given the HbA1c.",
+                Some(('B', LastStatedLetter)),
+            ),
+            (
+                "Reasons:\nB: a long-acting basal analogue",
+                Some(('B', LastStatedLetter)),
+            ),
             ("I'm not sure.", None),
             ("", None),
             ("Answer: E", None),

@@ -58,7 +58,10 @@ pub fn plot_subjects(summary: &ScoringSummary, title: &str, path: &Path) -> Resu
     chart
         .draw_series(groups.iter().enumerate().map(|(i, g)| {
             PathElement::new(
-                vec![(100.0 * g.wilson95.low, y(i)), (100.0 * g.wilson95.high, y(i))],
+                vec![
+                    (100.0 * g.wilson95.low, y(i)),
+                    (100.0 * g.wilson95.high, y(i)),
+                ],
                 BLACK.stroke_width(2),
             )
         }))
@@ -98,7 +101,10 @@ pub fn plot_reliability(bins: &[CalibrationBin], name: &str, path: &Path) -> Res
         .draw()
         .map_err(|e| fail(path, e))?;
     chart
-        .draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))
+        .draw_series(LineSeries::new(
+            vec![(0.0, 0.0), (1.0, 1.0)],
+            BLACK.mix(0.4),
+        ))
         .map_err(|e| fail(path, e))?;
     chart
         .draw_series(bins.iter().filter(|b| b.count > 0).map(|b| {

@@ -59,7 +59,10 @@ impl<'a> PromptBuilder<'a> {
         }
         messages.push(ChatMessage::user(prompt.user_message()));
         self.template
-            .render(&messages, &RenderOptions::generation(Some(self.chat.thinking)))
+            .render(
+                &messages,
+                &RenderOptions::generation(Some(self.chat.thinking)),
+            )
             .with_context(|| format!("{}: rendering the few-shot prompt", record.origin))
     }
 }

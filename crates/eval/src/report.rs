@@ -107,7 +107,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// A name safe for file names.
 fn file_slug(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -138,7 +144,11 @@ pub fn write_report(out: &Path, info: &RunInfo, systems: &[SystemResult]) -> Res
         let mut files = Vec::new();
         if let Some(primary) = summaries.first() {
             let path = out.join(format!("subjects_{}.png", file_slug(&s.name)));
-            plot_subjects(primary, &format!("{}: {}", s.name, primary.scoring.label()), &path)?;
+            plot_subjects(
+                primary,
+                &format!("{}: {}", s.name, primary.scoring.label()),
+                &path,
+            )?;
             files.push(path);
         }
         if let Some(bins) = summaries.iter().find_map(|x| x.reliability.as_ref()) {
@@ -236,7 +246,13 @@ impl Document {
         )));
         b.push(Block::Heading("Data".into()));
         b.push(Block::Table(
-            vec!["file".into(), "format".into(), "records".into(), "selected".into(), "sha256".into()],
+            vec![
+                "file".into(),
+                "format".into(),
+                "records".into(),
+                "selected".into(),
+                "sha256".into(),
+            ],
             info.data
                 .iter()
                 .map(|d| {
@@ -260,23 +276,41 @@ impl Document {
                     m.n.to_string(),
                     pct(m.accuracy),
                     format!("{} – {}", pct(m.wilson95.low), pct(m.wilson95.high)),
-                    if m.scoring == Scoring::Generate { m.unparsed.to_string() } else { "–".into() },
-                    m.ece.map(|e| format!("{e:.3}")).unwrap_or_else(|| "–".into()),
+                    if m.scoring == Scoring::Generate {
+                        m.unparsed.to_string()
+                    } else {
+                        "–".into()
+                    },
+                    m.ece
+                        .map(|e| format!("{e:.3}"))
+                        .unwrap_or_else(|| "–".into()),
                 ]);
             }
         }
         b.push(Block::Table(
-            ["system", "scoring", "n", "accuracy", "95% CI", "unparsed", "ECE"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "system", "scoring", "n", "accuracy", "95% CI", "unparsed", "ECE",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows,
         ));
         if !comparisons.is_empty() {
             b.push(Block::Heading("Paired comparison (exact McNemar)".into()));
             b.push(Block::Table(
-                ["A", "B", "scoring", "n", "acc A", "acc B", "only A right", "only B right", "p-value"]
-                    .map(String::from)
-                    .to_vec(),
+                [
+                    "A",
+                    "B",
+                    "scoring",
+                    "n",
+                    "acc A",
+                    "acc B",
+                    "only A right",
+                    "only B right",
+                    "p-value",
+                ]
+                .map(String::from)
+                .to_vec(),
                 comparisons
                     .iter()
                     .map(|c| {
@@ -299,12 +333,18 @@ impl Document {
             let Some(primary) = s.summaries().into_iter().next() else {
                 continue;
             };
-            b.push(Block::Heading(format!("{}: {}", s.name, primary.scoring.label())));
+            b.push(Block::Heading(format!(
+                "{}: {}",
+                s.name,
+                primary.scoring.label()
+            )));
             if let Some(a) = &s.adapter {
                 b.push(Block::Para(format!("Adapter `{a}`.")));
             }
             b.push(Block::Table(
-                ["subject", "n", "accuracy", "95% CI"].map(String::from).to_vec(),
+                ["subject", "n", "accuracy", "95% CI"]
+                    .map(String::from)
+                    .to_vec(),
                 primary
                     .per_subject
                     .iter()
@@ -338,8 +378,18 @@ impl Document {
                     .map(|l| {
                         vec![
                             l.to_string(),
-                            primary.predicted_letters.get(l).copied().unwrap_or(0).to_string(),
-                            primary.true_letters.get(l).copied().unwrap_or(0).to_string(),
+                            primary
+                                .predicted_letters
+                                .get(l)
+                                .copied()
+                                .unwrap_or(0)
+                                .to_string(),
+                            primary
+                                .true_letters
+                                .get(l)
+                                .copied()
+                                .unwrap_or(0)
+                                .to_string(),
                         ]
                     })
                     .collect(),
@@ -387,10 +437,18 @@ impl Document {
                 }
                 Block::Table(head, rows) => {
                     let cell = |c: &String| c.replace('|', "\\|");
-                    let _ = writeln!(s, "| {} |", head.iter().map(cell).collect::<Vec<_>>().join(" | "));
+                    let _ = writeln!(
+                        s,
+                        "| {} |",
+                        head.iter().map(cell).collect::<Vec<_>>().join(" | ")
+                    );
                     let _ = writeln!(s, "|{}|", vec!["---"; head.len()].join("|"));
                     for r in rows {
-                        let _ = writeln!(s, "| {} |", r.iter().map(cell).collect::<Vec<_>>().join(" | "));
+                        let _ = writeln!(
+                            s,
+                            "| {} |",
+                            r.iter().map(cell).collect::<Vec<_>>().join(" | ")
+                        );
                     }
                     s.push('\n');
                 }
@@ -417,7 +475,10 @@ impl Document {
                 Block::Heading(h) => {
                     let _ = writeln!(s, "<h2>{}</h2>", escape(h));
                 }
-                Block::Para(p) => match p.strip_prefix("```\n").and_then(|p| p.strip_suffix("\n```")) {
+                Block::Para(p) => match p
+                    .strip_prefix("```\n")
+                    .and_then(|p| p.strip_suffix("\n```"))
+                {
                     Some(code) => {
                         let _ = writeln!(s, "<pre>{}</pre>", escape(code));
                     }
@@ -441,7 +502,12 @@ impl Document {
                     s.push_str("</table>\n");
                 }
                 Block::Image(alt, src) => {
-                    let _ = writeln!(s, "<p><img src=\"{}\" alt=\"{}\"></p>", escape(src), escape(alt));
+                    let _ = writeln!(
+                        s,
+                        "<p><img src=\"{}\" alt=\"{}\"></p>",
+                        escape(src),
+                        escape(alt)
+                    );
                 }
             }
         }

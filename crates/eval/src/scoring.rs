@@ -153,7 +153,9 @@ pub fn score_letter_queries(
             .collect();
         out[i] = Some(letter_scores(&q.letters, &logps));
     }
-    out.into_iter().map(|s| s.expect("every query scored")).collect()
+    out.into_iter()
+        .map(|s| s.expect("every query scored"))
+        .collect()
 }
 
 fn letter_scores(letters: &[char], logps: &[f64]) -> LetterScores {
@@ -219,7 +221,10 @@ pub fn continuation_logprobs(
     let mut index = Vec::new();
     let mut targets = Vec::new();
     for (r, (ctx, cont)) in rows.iter().enumerate() {
-        assert!(!ctx.is_empty(), "a continuation needs a context token before it");
+        assert!(
+            !ctx.is_empty(),
+            "a continuation needs a context token before it"
+        );
         for (k, &tok) in cont.iter().enumerate() {
             index.push((r * t + ctx.len() - 1 + k) as i64);
             targets.push(tok as i64);

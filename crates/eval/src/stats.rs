@@ -18,7 +18,10 @@ pub struct Interval {
 /// interval it stays inside [0, 1] and behaves at 0 % and 100 %. `n = 0` gives `[0, 1]`.
 pub fn wilson(successes: usize, n: usize, z: f64) -> Interval {
     if n == 0 {
-        return Interval { low: 0.0, high: 1.0 };
+        return Interval {
+            low: 0.0,
+            high: 1.0,
+        };
     }
     let n = n as f64;
     let p = successes as f64 / n;
@@ -122,9 +125,18 @@ mod tests {
         ];
         for (k, n, lo, hi) in cases {
             let i = wilson(k, n, Z95);
-            assert!(close(i.low, lo, 1e-6) && close(i.high, hi, 1e-6), "{k}/{n}: {i:?}");
+            assert!(
+                close(i.low, lo, 1e-6) && close(i.high, hi, 1e-6),
+                "{k}/{n}: {i:?}"
+            );
         }
-        assert_eq!(wilson(0, 0, Z95), Interval { low: 0.0, high: 1.0 });
+        assert_eq!(
+            wilson(0, 0, Z95),
+            Interval {
+                low: 0.0,
+                high: 1.0
+            }
+        );
     }
 
     /// Reference values from exact integer binomial sums in Python

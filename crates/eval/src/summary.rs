@@ -61,7 +61,11 @@ impl GroupAccuracy {
             name,
             n,
             correct,
-            accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
+            accuracy: if n == 0 {
+                0.0
+            } else {
+                correct as f64 / n as f64
+            },
             wilson95: wilson(correct, n, Z95),
         }
     }
@@ -214,12 +218,25 @@ mod tests {
     use super::*;
     use crate::evaluate::{GenerateResult, LoglikResult};
 
-    fn item(line: usize, truth: char, loglik: char, confidence: f64, generated: Option<char>) -> ItemResult {
+    fn item(
+        line: usize,
+        truth: char,
+        loglik: char,
+        confidence: f64,
+        generated: Option<char>,
+    ) -> ItemResult {
         ItemResult {
             id: format!("q{line}"),
             source: "f.jsonl".into(),
             line,
-            subject: Some(if line % 2 == 0 { "even" } else { "odd" }.into()),
+            subject: Some(
+                if line.is_multiple_of(2) {
+                    "even"
+                } else {
+                    "odd"
+                }
+                .into(),
+            ),
             truth,
             letters: vec!['A', 'B', 'C', 'D'],
             prompt_tokens: 10,
@@ -262,10 +279,21 @@ mod tests {
 
     #[test]
     fn paired_comparison_counts_discordant_pairs() {
-        let a = vec![item(1, 'A', 'A', 0.9, None), item(2, 'B', 'A', 0.9, None), item(3, 'C', 'C', 0.9, None)];
-        let b = vec![item(1, 'A', 'B', 0.9, None), item(2, 'B', 'B', 0.9, None), item(3, 'C', 'C', 0.9, None)];
+        let a = vec![
+            item(1, 'A', 'A', 0.9, None),
+            item(2, 'B', 'A', 0.9, None),
+            item(3, 'C', 'C', 0.9, None),
+        ];
+        let b = vec![
+            item(1, 'A', 'B', 0.9, None),
+            item(2, 'B', 'B', 0.9, None),
+            item(3, 'C', 'C', 0.9, None),
+        ];
         let c = compare(("base", &a), ("tuned", &b), Scoring::Loglik).unwrap();
-        assert_eq!((c.both_right, c.only_a_right, c.only_b_right, c.both_wrong), (1, 1, 1, 0));
+        assert_eq!(
+            (c.both_right, c.only_a_right, c.only_b_right, c.both_wrong),
+            (1, 1, 1, 0)
+        );
         assert_eq!(c.mcnemar_p, 1.0);
     }
 }

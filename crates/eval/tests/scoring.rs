@@ -10,13 +10,23 @@ fn tiny() -> LoadedModel {
     let mut cfg = Preset::Tiny.config();
     cfg.vocab_size = 512;
     let device = DeviceSpec::Cpu.device().unwrap();
-    LoadedModel::from_source(&random_weights(&cfg, ComputeDType::F32, 3), cfg, ComputeDType::F32, &device)
-        .unwrap()
+    LoadedModel::from_source(
+        &random_weights(&cfg, ComputeDType::F32, 3),
+        cfg,
+        ComputeDType::F32,
+        &device,
+    )
+    .unwrap()
 }
 
 fn log_softmax_at(row: &[f32], id: u32) -> f64 {
     let max = row.iter().copied().fold(f32::MIN, f32::max) as f64;
-    let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+    let lse = max
+        + row
+            .iter()
+            .map(|&v| (v as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
     row[id as usize] as f64 - lse
 }
 
@@ -24,26 +34,40 @@ fn log_softmax_at(row: &[f32], id: u32) -> f64 {
 fn single_token_letters_in_a_padded_batch_match_unbatched_logits() {
     let model = tiny();
     let vocab = 512;
-    let queries: Vec<LetterQuery> = [vec![5u32, 9, 33, 2, 100], vec![7, 8], vec![40, 41, 42, 43, 44, 45, 46, 47]]
-        .into_iter()
-        .map(|context| LetterQuery {
-            letters: vec!['A', 'B', 'C', 'D'],
-            context,
-            continuations: vec![vec![65], vec![66], vec![67], vec![68]],
-        })
-        .collect();
+    let queries: Vec<LetterQuery> = [
+        vec![5u32, 9, 33, 2, 100],
+        vec![7, 8],
+        vec![40, 41, 42, 43, 44, 45, 46, 47],
+    ]
+    .into_iter()
+    .map(|context| LetterQuery {
+        letters: vec!['A', 'B', 'C', 'D'],
+        context,
+        continuations: vec![vec![65], vec![66], vec![67], vec![68]],
+    })
+    .collect();
     let batched = score_letter_queries(&model, &queries, 0);
     for (q, s) in queries.iter().zip(&batched) {
         let logits = model.sequence_logits(&q.context);
         let last = &logits[logits.len() - vocab..];
         let logps: Vec<f64> = (65..=68).map(|id| log_softmax_at(last, id)).collect();
         let mass: f64 = logps.iter().map(|l| l.exp()).sum();
-        assert!((s.letter_mass as f64 - mass).abs() < 1e-5, "{} vs {mass}", s.letter_mass);
+        assert!(
+            (s.letter_mass as f64 - mass).abs() < 1e-5,
+            "{} vs {mass}",
+            s.letter_mass
+        );
         for (k, l) in logps.iter().enumerate() {
             let want = l.exp() / mass;
-            assert!((s.probs[k] as f64 - want).abs() < 1e-5, "{:?} vs {want}", s.probs);
+            assert!(
+                (s.probs[k] as f64 - want).abs() < 1e-5,
+                "{:?} vs {want}",
+                s.probs
+            );
         }
-        let argmax = (0..4).max_by(|&a, &b| logps[a].total_cmp(&logps[b])).unwrap();
+        let argmax = (0..4)
+            .max_by(|&a, &b| logps[a].total_cmp(&logps[b]))
+            .unwrap();
         assert_eq!(s.best().0, q.letters[argmax]);
     }
 }
@@ -54,7 +78,8 @@ fn multi_token_letters_and_continuations_match_unbatched_logits() {
     let vocab = 512;
     let context = vec![11u32, 12, 13, 14];
     let conts = [vec![20u32, 21, 22], vec![30], vec![40, 41]];
-    let rows: Vec<(Vec<u32>, Vec<u32>)> = conts.iter().map(|c| (context.clone(), c.clone())).collect();
+    let rows: Vec<(Vec<u32>, Vec<u32>)> =
+        conts.iter().map(|c| (context.clone(), c.clone())).collect();
     let scores = continuation_logprobs(&model, &rows, 0);
     for (c, s) in conts.iter().zip(&scores) {
         let seq: Vec<u32> = context.iter().chain(c).copied().collect();

@@ -15,8 +15,8 @@ use medtune_data::{
 use medtune_eval::report::sha256_hex;
 use medtune_eval::scoring::ANSWER_PREFIX;
 use medtune_eval::{
-    DataFile, EvalSettings, Mode, PromptBuilder, PromptInfo, RunInfo, SystemResult,
-    evaluate_batch, write_report,
+    DataFile, EvalSettings, Mode, PromptBuilder, PromptInfo, RunInfo, SystemResult, evaluate_batch,
+    write_report,
 };
 use medtune_model::checkpoint::resolve_model_dir;
 use medtune_model::qwen3::LoadedModel;
@@ -235,9 +235,9 @@ pub fn run(args: Args) -> Result<()> {
             if interrupted.load(Ordering::SeqCst) {
                 break;
             }
-            result
-                .items
-                .extend(evaluate_batch(&model, &tokenizer, &prompts, chunk, &settings)?);
+            result.items.extend(evaluate_batch(
+                &model, &tokenizer, &prompts, chunk, &settings,
+            )?);
             bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();
