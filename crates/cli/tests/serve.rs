@@ -132,3 +132,107 @@ fn serve_answers_with_a_key_and_exits_cleanly_on_sigterm() {
     // Nothing listens any more.
     assert!(TcpStream::connect(&addr).is_err());
 }
+
+/// A LoRA adapter for the tiny model whose B factors are not zero, so it changes the output.
+fn nonzero_adapter(model: &Path, out: &Path) {
+    use medtune_model::qwen3::{LoadedModel, LoraConfig, LoraTarget};
+    let device = medtune_model::DeviceSpec::Cpu.device().unwrap();
+    let mut m = LoadedModel::from_dir(model, ComputeDType::F32, &device).unwrap();
+    let cfg = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: LoraTarget::ALL.to_vec(),
+        rslora: false,
+    };
+    m.model.attach_lora(&cfg, 9, &device);
+    m.model.save_adapter(out, &cfg, "tiny").unwrap();
+    let path = out.join("adapter_model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors = Vec::new();
+    for (name, view) in st.tensors() {
+        let mut data = view.data().to_vec();
+        if name.contains("lora_B") {
+            for (i, chunk) in data.chunks_exact_mut(4).enumerate() {
+                let v = if i % 2 == 0 { 0.5f32 } else { -0.5 };
+                chunk.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        tensors.push((name, view.shape().to_vec(), data));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, shape, data)| {
+            let v =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap();
+            (n.clone(), v)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+}
+
+/// Starts `medtune serve` with extra flags; returns the child and its address.
+fn spawn_serve(model: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medtune"))
+        .args(["serve", "--model"])
+        .arg(model)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no listening line: {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+#[test]
+fn serve_applies_an_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    let adapter = dir.path().join("adapter");
+    tiny_model(&model);
+    nonzero_adapter(&model, &adapter);
+    let request = r#"{"messages":[{"role":"user","content":"Describe the heart."}],
+        "max_tokens":24,"ignore_eos":true,"temperature":0}"#;
+    let mut outputs = Vec::new();
+    for extra in [vec![], vec!["--adapter", adapter.to_str().unwrap()]] {
+        let (mut child, addr) = spawn_serve(&model, &extra);
+        let (status, body) = http(&addr, "POST", "/v1/chat/completions", None, request);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        outputs.push(v["choices"][0]["message"]["content"].clone());
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    assert_ne!(outputs[0], outputs[1], "the adapter changed nothing");
+
+    // A missing adapter is an error before anything listens.
+    let out = Command::new(env!("CARGO_BIN_EXE_medtune"))
+        .args(["serve", "--model"])
+        .arg(&model)
+        .args(["--bind", "127.0.0.1:0", "--adapter"])
+        .arg(dir.path().join("nope"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("adapter"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -99,12 +99,23 @@ pub fn run(args: Args) -> Result<()> {
             "no API key"
         };
         // Scripts and tests read this line to find the port (with --bind 127.0.0.1:0).
-        println!("medtune serve: listening on http://{addr} ({auth})");
+        say(&format!(
+            "medtune serve: listening on http://{addr} ({auth})"
+        ));
         if !addr.ip().is_loopback() {
-            eprintln!("warning: {addr} is reachable from other machines");
+            tracing::warn!("{addr} is reachable from other machines");
         }
         medtune_serve::serve(listener, Arc::new(state), medtune_serve::shutdown_signal()).await
     })?;
-    println!("medtune serve: stopped");
+    say("medtune serve: stopped");
     Ok(())
+}
+
+/// A line on stdout; a closed stdout (the launching script stopped reading) must not turn a
+/// clean shutdown into a panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
