@@ -269,6 +269,7 @@ impl Worker {
                     stop: StopMatcher::new(job.stop.clone()),
                     count: 0,
                     stopped: false,
+                    closed: false,
                     end: None,
                     job,
                 });
@@ -300,6 +301,8 @@ impl Worker {
                 if matches!(rows[i].end, Some(End::Cancelled)) {
                     stats.cancelled.fetch_add(1, Ordering::Relaxed);
                 }
+                // Answer now: a short request must not wait for the batch's longest row.
+                rows[i].finish();
             }
             go_on
         });
@@ -323,6 +326,8 @@ struct Row<'t> {
     count: usize,
     /// Ended on a stop string.
     stopped: bool,
+    /// The final event was sent.
+    closed: bool,
     end: Option<End>,
 }
 
@@ -373,8 +378,11 @@ impl Row<'_> {
         false
     }
 
-    /// Sends what is held back and the final event.
+    /// Sends what is held back and the final event (once).
     fn finish(&mut self) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
         let finish = match self.end.take() {
             Some(End::Failed | End::Cancelled) => return,
             Some(End::Finished(f)) => f,

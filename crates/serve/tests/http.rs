@@ -604,7 +604,47 @@ async fn a_client_that_gives_up_on_a_whole_completion_stops_its_generation() {
     // Dropping the request closes its connection.
     request.abort();
     let h = s
-        .wait_health(10, "cancelled", |h| h["cancelled"] == 1 && h["running"] == 0)
+        .wait_health(10, "cancelled", |h| {
+            h["cancelled"] == 1 && h["running"] == 0
+        })
         .await;
     assert_eq!(h["queued"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_request_in_a_batch_does_not_wait_for_the_longest_row() {
+    let mut l = limits();
+    l.max_batch = 2;
+    let s = start(l, None).await;
+    let blocker = long_stream(&s).await;
+    let mut blocker_body = blocker.bytes_stream();
+    blocker_body.next().await.unwrap().unwrap();
+    // Queue a long and a short request behind the blocker, so they run as one batch.
+    let long = {
+        let client = s.client.clone();
+        let url = s.url("/v1/chat/completions");
+        let body = chat(
+            "Long.",
+            json!({"max_tokens": 3000, "ignore_eos": true, "stream": true}),
+        );
+        tokio::spawn(async move { client.post(url).json(&body).send().await.unwrap() })
+    };
+    s.wait_health(10, "long queued", |h| h["queued"] == 1).await;
+    let short = {
+        let client = s.client.clone();
+        let url = s.url("/v1/chat/completions");
+        let body = chat("Short.", json!({"max_tokens": 4, "ignore_eos": true}));
+        tokio::spawn(async move { client.post(url).json(&body).send().await.unwrap() })
+    };
+    s.wait_health(10, "both queued", |h| h["queued"] == 2).await;
+    drop(blocker_body);
+    let short = short.await.unwrap();
+    assert_eq!(short.status(), 200);
+    let v: Value = short.json().await.unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 4);
+    // The long row is still generating when the short one has its answer.
+    let h = s.get_json("/health").await;
+    assert_eq!(h["largest_batch"], 2, "{h}");
+    assert_eq!(h["running"], 1, "{h}");
+    drop(long);
 }
