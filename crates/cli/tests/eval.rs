@@ -465,3 +465,37 @@ fn few_shot_prompts_hold_k_solved_questions_but_never_the_question_itself() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--shots-from"));
 }
+
+#[test]
+fn loglik_with_thinking_scores_after_an_empty_think_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data, _) = setup(&dir.path().join("setup"));
+    let run = |extra: &[&str], out: &Path| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--limit",
+            "3",
+            "--no-acc-norm",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        items(out)
+    };
+    let plain = run(&[], &dir.path().join("plain"));
+    let thinking = run(&["--thinking"], &dir.path().join("thinking"));
+    // The template writes exactly that block when thinking is off, so the scores agree.
+    for (a, b) in plain.iter().zip(&thinking) {
+        assert_eq!(a["loglik"]["prediction"], b["loglik"]["prediction"]);
+        let (pa, pb) = (&a["loglik"]["probabilities"], &b["loglik"]["probabilities"]);
+        for k in 0..pa.as_array().unwrap().len() {
+            let d = pa[k][1].as_f64().unwrap() - pb[k][1].as_f64().unwrap();
+            assert!(d.abs() < 1e-5, "{pa} vs {pb}");
+        }
+    }
+}

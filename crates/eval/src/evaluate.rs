@@ -11,6 +11,9 @@ use crate::extract::{Method, extract_answer};
 use crate::prompt::PromptBuilder;
 use crate::scoring::{ANSWER_PREFIX, LetterQuery, continuation_logprobs, score_letter_queries};
 
+/// Qwen3's empty reasoning block, which its template writes when thinking is off.
+pub const EMPTY_THINK: &str = "<think>\n\n</think>\n\n";
+
 /// How answers are obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -127,6 +130,14 @@ pub fn evaluate_batch(
         })
         .collect();
     if settings.mode.loglik() {
+        // Scoring reads the answer directly: with thinking on, close an empty think block first,
+        // as the template itself does when thinking is off.
+        let loglik_texts: Vec<String> = if prompts.chat().thinking {
+            texts.iter().map(|t| format!("{t}{EMPTY_THINK}")).collect()
+        } else {
+            texts.clone()
+        };
+        let texts = &loglik_texts;
         let queries = texts
             .iter()
             .zip(records)

@@ -53,7 +53,8 @@ pub struct Args {
     pub shots: usize,
     #[arg(long)]
     pub shots_from: Option<PathBuf>,
-    /// Let the model think before answering (generate mode; loglik scores the answer directly).
+    /// Let the model think before answering (generate mode); loglik scores the answer after an
+    /// empty think block.
     #[arg(long)]
     pub thinking: bool,
     /// Replace the default system prompt.
