@@ -529,7 +529,7 @@ async fn waiting_requests_run_as_one_batch_with_their_own_settings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_over_the_time_limit_get_504_or_an_error_event() {
     let mut l = limits();
-    l.timeout = Duration::from_millis(700);
+    l.timeout = Duration::from_millis(1500);
     let s = start(l, None).await;
     let body = chat(
         "Keep talking.",
