@@ -218,6 +218,11 @@ fn page_answers_a_question_with_a_probability_chart() {
     ] {
         browser.type_into(id, text);
     }
+    // Record what the page sends, to check the thinking switch below.
+    browser.eval(
+        "window.sent = []; const f = window.fetch; \
+         window.fetch = (u, o) => { if (o && o.body) window.sent.push(JSON.parse(o.body)); return f(u, o); }",
+    );
     browser.click("submit");
     browser.wait_for(
         "the answer and the chart",
@@ -248,6 +253,28 @@ fn page_answers_a_question_with_a_probability_chart() {
     assert!(
         (total - 100.0).abs() < 0.5,
         "bar widths sum to {total}%: {state}"
+    );
+
+    let sent = browser.eval("window.sent");
+    assert_eq!(sent[0]["thinking"], false, "{sent}");
+    assert_eq!(
+        sent[0]["options"]["D"], "Type 2 diabetes mellitus",
+        "{sent}"
+    );
+
+    // The thinking switch: a second question with it on is sent with thinking and answered.
+    browser.click("thinking");
+    browser.click("submit");
+    browser.wait_for(
+        "the second answer",
+        120,
+        "window.sent.length === 2 && document.getElementById('status').textContent.startsWith('done')",
+    );
+    let sent = browser.eval("window.sent");
+    assert_eq!(sent[1]["thinking"], true, "{sent}");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#chart .bar-row').length"),
+        4
     );
 
     let shot = browser.call(
