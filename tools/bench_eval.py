@@ -7,7 +7,9 @@ doing the same work as `medtune bench eval`.
 
 Work per question, as lm-eval-harness and `medtune eval --mode loglik` do it: the prompt
 (180-299 random token ids, length 180 + (i * 37) % 120 for question i, the formula medtune
-uses) is left-padded into batches of --batch-size, one forward pass per batch with an attention
+uses) is left-padded into batches of --batch-size (formed as `medtune eval` forms them: within
+windows of 8 batches the questions are sorted longest first, as lm-eval-harness sorts; --no-sort
+keeps question order), one forward pass per batch with an attention
 mask and position ids that skip the padding, next-token logits at the last position only
 (`logits_to_keep=1`), and a softmax over the four option-letter ids. One warm-up batch, then
 one timed pass over all questions. Nothing is downloaded.
@@ -34,6 +36,19 @@ def prompt_len(i: int) -> int:
     return 180 + (i * 37) % 120
 
 
+WINDOW_BATCHES = 8  # medtune_eval::batching::WINDOW_BATCHES
+
+
+def length_sorted_batches(lengths: list[int], batch: int) -> list[list[int]]:
+    """medtune_eval::batching::length_sorted_batches: sort (longest first, stable) within windows."""
+    window = batch * WINDOW_BATCHES
+    out = []
+    for start in range(0, len(lengths), window):
+        w = sorted(range(start, min(start + window, len(lengths))), key=lambda i: -lengths[i])
+        out.extend(w[i:i + batch] for i in range(0, len(w), batch))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
@@ -42,6 +57,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-sort", action="store_true", help="batch in question order")
     ap.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     args = ap.parse_args()
 
@@ -76,10 +92,14 @@ def main() -> int:
     timed = prompts(args.questions)
     with torch.inference_mode():
         score(warmup)
+        if args.no_sort:
+            batches = [list(range(i, min(i + b, len(timed)))) for i in range(0, len(timed), b)]
+        else:
+            batches = length_sorted_batches([len(p) for p in timed], b)
         t0 = time.perf_counter()
         scored = 0
-        for i in range(0, len(timed), b):
-            scored += score(timed[i:i + b]).shape[0]
+        for idx in batches:
+            scored += score([timed[i] for i in idx]).shape[0]
         seconds = time.perf_counter() - t0
     result = {
         "engine": "transformers",
@@ -88,6 +108,7 @@ def main() -> int:
         "threads": args.threads,
         "questions": scored,
         "batch_size": b,
+        "length_sorted": not args.no_sort,
         "prompt_tokens": sum(len(p) for p in timed),
         "seconds": round(seconds, 3),
         "questions_per_s": round(scored / seconds, 3),

@@ -3,6 +3,7 @@
 //!
 //! This crate scores and reports; it reads no command line and serves nothing.
 
+pub mod batching;
 pub mod evaluate;
 pub mod extract;
 pub mod plots;

@@ -34,6 +34,10 @@ pub struct EvalArgs {
     pub questions: usize,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Batch in question order instead of sorting by length within windows of 8 batches (as
+    /// `medtune eval` does).
+    #[arg(long)]
+    pub no_sort: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -279,6 +283,7 @@ fn train(args: TrainArgs) -> Result<()> {
 /// Loglik evaluation speed: batches of left-padded synthetic prompts, the head at the last
 /// position only, softmax over four option-letter tokens, exactly as `medtune eval` scores.
 fn eval(args: EvalArgs) -> Result<()> {
+    use medtune_eval::batching::{WINDOW_BATCHES, length_sorted_batches};
     use medtune_eval::scoring::{LetterQuery, score_letter_queries};
 
     let cfg = args.preset.config();
@@ -300,10 +305,21 @@ fn eval(args: EvalArgs) -> Result<()> {
     let warmup: Vec<LetterQuery> = (0..batch).map(|i| query(i, &mut rng)).collect();
     let queries: Vec<LetterQuery> = (0..args.questions).map(|i| query(i, &mut rng)).collect();
     score_letter_queries(&model, &warmup, 0);
+    let lengths: Vec<usize> = queries.iter().map(|q| q.context.len()).collect();
+    let batches = if args.no_sort {
+        (0..queries.len())
+            .collect::<Vec<_>>()
+            .chunks(batch)
+            .map(<[usize]>::to_vec)
+            .collect()
+    } else {
+        length_sorted_batches(&lengths, batch, WINDOW_BATCHES)
+    };
     let start = Instant::now();
     let mut scored = 0;
-    for chunk in queries.chunks(batch) {
-        scored += score_letter_queries(&model, chunk, 0).len();
+    for b in &batches {
+        let chunk: Vec<LetterQuery> = b.iter().map(|&i| queries[i].clone()).collect();
+        scored += score_letter_queries(&model, &chunk, 0).len();
     }
     let seconds = start.elapsed().as_secs_f64();
     let tokens: usize = queries.iter().map(|q| q.context.len()).sum();
@@ -318,6 +334,7 @@ fn eval(args: EvalArgs) -> Result<()> {
                 "dtype": args.dtype.to_string(),
                 "questions": scored,
                 "batch_size": batch,
+                "length_sorted": !args.no_sort,
                 "prompt_tokens": tokens,
                 "seconds": seconds,
                 "questions_per_s": qps,

@@ -12,11 +12,12 @@ use medtune_data::{
     Format, McqRecord, ReadOptions, detect, pubmedqa_test_labels, read_file, select,
     split_pubmedqa_test,
 };
+use medtune_eval::batching::{WINDOW_BATCHES, length_sorted_batches};
 use medtune_eval::report::sha256_hex;
 use medtune_eval::scoring::ANSWER_PREFIX;
 use medtune_eval::{
-    DataFile, EvalSettings, Mode, PromptBuilder, PromptInfo, RunInfo, SystemResult, evaluate_batch,
-    write_report,
+    DataFile, EvalSettings, ItemResult, Mode, PromptBuilder, PromptInfo, RunInfo, SystemResult,
+    evaluate_batch, write_report,
 };
 use medtune_model::checkpoint::resolve_model_dir;
 use medtune_model::qwen3::LoadedModel;
@@ -207,6 +208,11 @@ pub fn run(args: Args) -> Result<()> {
         complete: false,
         elapsed_s: 0.0,
     };
+    let lengths = records
+        .iter()
+        .map(|r| prompts.render(r).map(|p| p.len()))
+        .collect::<Result<Vec<_>>>()?;
+    let batches = length_sorted_batches(&lengths, args.batch_size, WINDOW_BATCHES);
     let interrupted = interrupt_flag()?;
     let device = args.device.device()?;
     let mut results: Vec<SystemResult> = Vec::new();
@@ -232,15 +238,20 @@ pub fn run(args: Args) -> Result<()> {
             adapter: adapter.as_ref().map(|a| a.display().to_string()),
             items: Vec::with_capacity(records.len()),
         };
-        for chunk in records.chunks(args.batch_size.max(1)) {
+        // Scored in length-sorted batches, reported in selection order.
+        let mut scored: Vec<Option<ItemResult>> = vec![None; records.len()];
+        for batch in &batches {
             if interrupted.load(Ordering::SeqCst) {
                 break;
             }
-            result.items.extend(evaluate_batch(
-                &model, &tokenizer, &prompts, chunk, &settings,
-            )?);
+            let chunk: Vec<McqRecord> = batch.iter().map(|&i| records[i].clone()).collect();
+            let items = evaluate_batch(&model, &tokenizer, &prompts, &chunk, &settings)?;
+            for (&i, item) in batch.iter().zip(items) {
+                scored[i] = Some(item);
+            }
             bar.inc(chunk.len() as u64);
         }
+        result.items = scored.into_iter().flatten().collect();
         bar.finish_and_clear();
         results.push(result);
         if interrupted.load(Ordering::SeqCst) {
