@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use medtune_eval::extract_answer;
 use medtune_eval::scoring::LetterScores;
 use medtune_model::generate::SamplingConfig;
-use medtune_text::mcq::{McqChatOptions, McqPrompt, extract_answer_letter, render_mcq_prompt};
+use medtune_text::mcq::{McqChatOptions, McqPrompt, render_mcq_prompt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -119,7 +120,7 @@ pub async fn answer(
     };
     let mut pending = app.submit(params, deadline)?;
     let answer = Answer {
-        letters: prompt.letters(),
+        options: prompt.options.clone(),
         scores,
         thinking: req.thinking,
         prompt_tokens,
@@ -139,7 +140,7 @@ pub async fn answer(
 
 /// The answer as it builds up.
 struct Answer {
-    letters: Vec<char>,
+    options: Vec<(char, String)>,
     scores: LetterScores,
     thinking: bool,
     prompt_tokens: usize,
@@ -178,8 +179,8 @@ impl Answer {
 
     fn result(&self, finished: &Finished) -> Value {
         let content = self.split.content.trim();
-        let (answer, source) = match extract_answer_letter(content, &self.letters) {
-            Some(c) => (c, "reply"),
+        let (answer, source) = match extract_answer(content, &self.options) {
+            Some(found) => (found.letter, "reply"),
             None => (self.scores.best().0, "probabilities"),
         };
         // Without thinking, the reasoning is the explanation after the answer line.

@@ -24,6 +24,6 @@ pub use chat_template::{ChatMessage, ChatTemplate, RenderOptions, SpecialTokens}
 pub use error::{Result, TextError};
 pub use mcq::{
     DEFAULT_SYSTEM_PROMPT, McqAnswer, McqChatOptions, McqPrompt, TrainingPair,
-    extract_answer_letter, render_conversation_pair, render_mcq_prompt, render_mcq_training_pair,
+    render_conversation_pair, render_mcq_prompt, render_mcq_training_pair,
 };
 pub use tokenizer::{StreamDecoder, Tokenizer};

@@ -266,27 +266,6 @@ pub fn render_conversation_pair(
     })
 }
 
-/// The chosen option in a model's reply: the letter after `Answer:` (in the text after any
-/// `</think>`), else a valid letter that starts the reply (`C`, `C)`, `C.`, `(C)`).
-pub fn extract_answer_letter(reply: &str, letters: &[char]) -> Option<char> {
-    let visible = reply.rsplit("</think>").next().unwrap_or(reply);
-    let valid_at = |s: &str| -> Option<char> {
-        let s = s.trim_start().trim_start_matches(['(', '*']);
-        let mut chars = s.chars();
-        let c = chars.next()?.to_ascii_uppercase();
-        let next_ok = chars.next().is_none_or(|n| !n.is_alphanumeric());
-        (letters.contains(&c) && next_ok).then_some(c)
-    };
-    // ASCII lowercasing keeps byte offsets valid in `visible`.
-    let lower = visible.to_ascii_lowercase();
-    if let Some(i) = lower.find("answer:")
-        && let Some(c) = valid_at(&visible[i + "answer:".len()..])
-    {
-        return Some(c);
-    }
-    valid_at(visible)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,22 +392,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("not a prefix"), "{err}");
-    }
-
-    #[test]
-    fn extracts_answer_letters() {
-        let l = ['A', 'B', 'C', 'D'];
-        assert_eq!(
-            extract_answer_letter("Answer: C) Foo\n\nbecause", &l),
-            Some('C')
-        );
-        assert_eq!(
-            extract_answer_letter("<think>\nAnswer: A\n</think>\n\nanswer: (d) x", &l),
-            Some('D')
-        );
-        assert_eq!(extract_answer_letter("B. Foo", &l), Some('B'));
-        assert_eq!(extract_answer_letter("Because ...", &l), None);
-        assert_eq!(extract_answer_letter("Answer: E)", &l), None);
-        assert_eq!(extract_answer_letter("Ça dépend. Answer: B", &l), Some('B'));
     }
 }
