@@ -368,22 +368,26 @@ fn interrupted_eval_leaves_a_valid_partial_report() {
     let dir = tempfile::tempdir().unwrap();
     let (model, data, _) = setup(&dir.path().join("setup"));
     let out = dir.path().join("report");
+    // Enough work that it cannot finish before the signal: the 16 questions 30 times over,
+    // scored both ways (the loglik part alone takes seconds whatever the generations do).
+    let copies: Vec<&str> = vec![data.to_str().unwrap(); 30];
+    let mut args = vec![
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--mode",
+        "both",
+        "--max-new-tokens",
+        "400",
+        "--batch-size",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--data",
+    ];
+    args.extend(copies);
     let mut child = Command::new(env!("CARGO_BIN_EXE_medtune"))
-        .args([
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--mode",
-            "generate",
-            "--max-new-tokens",
-            "400",
-            "--batch-size",
-            "1",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        .args(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -400,7 +404,7 @@ fn interrupted_eval_leaves_a_valid_partial_report() {
     let summary = read_json(&out.join("summary.json"));
     assert_eq!(summary["run"]["complete"], false);
     let scored = summary["systems"][0]["n"].as_u64().unwrap();
-    assert!(scored < 16, "stopped early: {scored}");
+    assert!(scored < 480, "stopped early: {scored}");
     assert_eq!(items(&out).len() as u64, scored);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("INTERRUPTED"));

@@ -152,7 +152,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut prompts = PromptBuilder::new(template, chat.clone());
     if let Some(file) = &args.shots_from {
-        let pool = read_file(file, args.format, &ReadOptions::default())?.records;
+        // The shots may come from another data set than --data: detect their format.
+        let pool = read_file(file, None, &ReadOptions::default())?.records;
         prompts = prompts.with_shots(args.shots, select(pool, Some(args.seed), None));
     }
     let settings = EvalSettings {
