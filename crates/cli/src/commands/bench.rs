@@ -6,7 +6,7 @@ use anyhow::Result;
 use medtune_model::generate::{GenerateConfig, SamplingConfig, generate};
 use medtune_model::init::random_weights;
 use medtune_model::qwen3::{ForwardBatch, LoadedModel};
-use medtune_model::{ComputeDType, DeviceSpec, Preset};
+use medtune_model::{ComputeDType, Device, DeviceSpec, Preset};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -107,17 +107,20 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     }
 }
 
+/// A model of `preset`'s shape with random weights (seed 0) on `device`.
+fn random_model(preset: Preset, dtype: ComputeDType, device: &Device) -> Result<LoadedModel> {
+    let cfg = preset.config();
+    let weights = random_weights(&cfg, dtype, 0);
+    Ok(LoadedModel::from_source(&weights, cfg, dtype, device)?)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
 fn forward(args: ForwardArgs) -> Result<()> {
-    let cfg = args.preset.config();
-    let device = args.device.device()?;
-    let weights = random_weights(&cfg, args.dtype, 0);
-    let model = LoadedModel::from_source(&weights, cfg.clone(), args.dtype, &device)?;
-    drop(weights);
+    let model = random_model(args.preset, args.dtype, &args.device.device()?)?;
     let mut rng = StdRng::seed_from_u64(1);
     let prompt: Vec<u32> = (0..args.prefill_tokens)
         .map(|_| rng.random_range(0..151_643))
@@ -203,15 +206,12 @@ fn train(args: TrainArgs) -> Result<()> {
     use medtune_train::loss::{TrainBatch, target_nll_sum};
     use medtune_train::optim::{AdamW, AdamWConfig, lora_grads};
 
-    let cfg = args.preset.config();
     let batch_size = args.batch_size.unwrap_or(match args.preset {
         Preset::Tiny | Preset::Small => 2,
         _ => 1,
     });
     let device = args.device.device()?.autodiff();
-    let weights = random_weights(&cfg, args.dtype, 0);
-    let mut model = LoadedModel::from_source(&weights, cfg.clone(), args.dtype, &device)?;
-    drop(weights);
+    let mut model = random_model(args.preset, args.dtype, &device)?;
     let lora = LoraConfig {
         rank: args.rank,
         alpha: 2.0 * args.rank as f64,
@@ -286,11 +286,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     use medtune_eval::batching::{WINDOW_BATCHES, length_sorted_batches};
     use medtune_eval::scoring::{LetterQuery, score_letter_queries};
 
-    let cfg = args.preset.config();
-    let device = args.device.device()?;
-    let weights = random_weights(&cfg, args.dtype, 0);
-    let model = LoadedModel::from_source(&weights, cfg.clone(), args.dtype, &device)?;
-    drop(weights);
+    let model = random_model(args.preset, args.dtype, &args.device.device()?)?;
     let mut rng = StdRng::seed_from_u64(3);
     // Qwen3's ids for " A", " B", " C", " D".
     let letter_ids = [362u32, 425, 356, 422];
