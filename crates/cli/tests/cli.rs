@@ -1,24 +1,10 @@
 //! The `medtune` binary end to end: the exact interfaces other tools call.
 
+mod common;
+
+use common::{medtune, ok};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn medtune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_medtune"))
-        .args(args)
-        .output()
-        .expect("run medtune")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = medtune(args);
-    assert!(
-        out.status.success(),
-        "medtune {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use std::process::Command;
 
 fn fail(args: &[&str]) -> String {
     let out = medtune(args);

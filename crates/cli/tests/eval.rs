@@ -1,29 +1,15 @@
 //! `medtune eval` end to end on tiny random models: loglik predictions against `medtune logits`,
 //! reports for every data format, base vs adapter comparison, and a partial report on Ctrl-C.
 
+mod common;
+
+use common::{medtune, ok};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use medtune_text::Tokenizer;
 use medtune_text::mcq::{McqChatOptions, McqPrompt, render_mcq_prompt};
 use serde_json::Value;
-
-fn medtune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_medtune"))
-        .args(args)
-        .output()
-        .expect("run medtune")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = medtune(args);
-    assert!(
-        out.status.success(),
-        "medtune {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

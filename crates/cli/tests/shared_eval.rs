@@ -6,9 +6,11 @@
 //! Run with `cargo test --release -p medtune --features shared-tests --test shared_eval`.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use serde_json::Value;
+
+mod common;
+use common::ok;
 
 fn shared_dir() -> PathBuf {
     let dir = match std::env::var_os("MEDTUNE_SHARED") {
@@ -23,25 +25,12 @@ fn shared_dir() -> PathBuf {
     dir
 }
 
-fn medtune(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_medtune"))
-        .args(args)
-        .output()
-        .expect("run medtune");
-    assert!(
-        out.status.success(),
-        "medtune {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn every_shared_file_evaluates_and_the_counts_match() {
     let shared = shared_dir();
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
-    medtune(&[
+    ok(&[
         "init",
         "--preset",
         "tiny",
@@ -99,7 +88,7 @@ fn every_shared_file_evaluates_and_the_counts_match() {
         "--data",
     ];
     args.extend(paths.iter().map(String::as_str));
-    medtune(&args);
+    ok(&args);
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let run = &summary["run"];
