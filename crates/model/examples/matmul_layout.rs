@@ -11,6 +11,10 @@ fn main() {
         (128, 1024, 1024),
         (1, 1024, 3072),
         (128, 3072, 1024),
+        // the small preset's projections over a batch of 8 prompts of ~250 tokens
+        (2048, 256, 768),
+        (2048, 768, 256),
+        (2048, 256, 256),
     ] {
         let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
         let w_out_in = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &device);

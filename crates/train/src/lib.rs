@@ -5,6 +5,7 @@
 pub mod batching;
 pub mod checkpoint;
 pub mod examples;
+pub mod head_loss;
 pub mod loss;
 pub mod optim;
 pub mod peak;

@@ -2,8 +2,10 @@
 //! at those positions: with Qwen3's 151,936-token vocabulary the head over every position is most
 //! of a small model's step.
 
-use burn::tensor::{DType, Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Gradients, Int, Tensor, TensorData};
 use medtune_model::qwen3::{ForwardBatch, LoadedModel};
+
+use crate::head_loss::head_nll;
 
 /// A batch of token sequences with the positions whose next token is a target.
 #[derive(Clone, Debug)]
@@ -75,9 +77,41 @@ impl TrainBatch {
     }
 }
 
-/// The summed negative log-likelihood of `batch`'s targets (a scalar tensor `[1]`, f32), so that
-/// a caller can divide by the token count of a whole accumulated step.
-pub fn target_nll_sum(model: &LoadedModel, batch: &TrainBatch) -> Tensor<1> {
+/// The negative log-likelihood of a batch's targets, summed over them, and the way back into the
+/// model's graph for its gradient.
+pub struct TargetNll {
+    /// Σ −log p(target) over the batch's targets.
+    pub sum: f64,
+    /// `Σ h ⊙ ∂sum/∂h` over the supervised hidden states `h`, the gradient held constant: its
+    /// gradient with respect to the model is the NLL's (see [`crate::head_loss`]).
+    surrogate: Option<Tensor<1>>,
+}
+
+impl TargetNll {
+    /// Backpropagates `factor × sum` (a normalisation and a loss scale) through the model.
+    ///
+    /// # Panics
+    /// When the NLL was computed without its gradient ([`target_nll_sum`]).
+    pub fn backward(self, factor: f64) -> Gradients {
+        self.surrogate
+            .expect("target_nll was asked for its gradient")
+            .mul_scalar(factor)
+            .backward()
+    }
+}
+
+/// The summed negative log-likelihood of `batch`'s targets with what [`TargetNll::backward`] needs
+/// for its gradient. The head and cross-entropy run fused, outside autodiff ([`head_nll`]).
+pub fn target_nll(model: &LoadedModel, batch: &TrainBatch) -> TargetNll {
+    nll(model, batch, true)
+}
+
+/// The summed negative log-likelihood of `batch`'s targets, its value only (validation, scoring).
+pub fn target_nll_sum(model: &LoadedModel, batch: &TrainBatch) -> f64 {
+    nll(model, batch, false).sum
+}
+
+fn nll(model: &LoadedModel, batch: &TrainBatch, with_grad: bool) -> TargetNll {
     let hidden = model.forward(&batch.inputs, None);
     let device = hidden.device();
     let [b, t, h] = hidden.dims();
@@ -85,15 +119,8 @@ pub fn target_nll_sum(model: &LoadedModel, batch: &TrainBatch) -> Tensor<1> {
     let n = index.len();
     let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &device);
     let picked = hidden.reshape([b * t, h]).select(0, index);
-    let logits = model.model.logits(picked.unsqueeze_dim::<3>(0));
-    let vocab = logits.dims()[2];
-    let logits = logits.reshape([n, vocab]);
-    debug_assert_eq!(logits.dtype(), DType::F32);
-    let targets: Vec<i64> = batch.targets.iter().map(|&x| x as i64).collect();
-    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
-    // −log p(target) = logsumexp(logits) − logit(target); the max is a constant shift (detached),
-    // which keeps every pass over the [n, vocab] logits to a minimum.
-    let max = logits.clone().detach().max_dim(1);
-    let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
-    (lse - logits.gather(1, targets)).sum()
+    let head = model.model.head_weight();
+    let (sum, grad) = head_nll(picked.clone(), head, &batch.targets, with_grad);
+    let surrogate = grad.map(|grad| (picked.cast(FloatDType::F32) * grad).sum());
+    TargetNll { sum, surrogate }
 }

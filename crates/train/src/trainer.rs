@@ -8,7 +8,7 @@ use medtune_model::qwen3::{LoadedModel, LoraConfig};
 
 use crate::batching::{epoch_batches, pack_examples};
 use crate::checkpoint::{Checkpoint, TrainerState};
-use crate::loss::{TrainBatch, target_nll_sum};
+use crate::loss::{TrainBatch, target_nll, target_nll_sum};
 use crate::optim::{AdamW, AdamWConfig, accumulate, global_norm, lora_grads};
 use crate::schedule::{Schedule, ScheduleKind};
 use medtune_model::ComputeDType;
@@ -112,7 +112,7 @@ pub fn evaluate_loss(
         if batch.num_targets() == 0 {
             continue;
         }
-        nll += target_nll_sum(model, &batch).into_scalar::<f32>() as f64;
+        nll += target_nll_sum(model, &batch);
         count += batch.num_targets();
     }
     nll / count.max(1) as f64
@@ -216,9 +216,10 @@ impl Trainer<'_> {
                     }
                     // Normalised by the whole step's target count, so accumulation equals one
                     // big batch.
-                    let loss = target_nll_sum(self.model, batch).div_scalar(targets.max(1) as f64);
-                    let g = loss.clone().mul_scalar(scale).backward();
-                    loss_sum += loss.into_scalar::<f32>() as f64;
+                    let norm = 1.0 / targets.max(1) as f64;
+                    let nll = target_nll(self.model, batch);
+                    loss_sum += nll.sum * norm;
+                    let g = nll.backward(norm * scale);
                     let g = lora_grads(&self.model.model, &g);
                     let g = if scale != 1.0 {
                         g.into_iter().map(|t| t.div_scalar(scale)).collect()

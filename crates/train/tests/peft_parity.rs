@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use medtune_model::qwen3::{LoadedModel, peft_name};
 use medtune_model::{ComputeDType, DeviceSpec};
-use medtune_train::loss::{TrainBatch, target_nll_sum};
+use medtune_train::loss::{TrainBatch, target_nll};
 use medtune_train::optim::{AdamW, AdamWConfig, lora_grads};
 use safetensors::SafeTensors;
 
@@ -111,14 +111,14 @@ fn check(base: &str) {
 
     // Loss: mean over supervised tokens, as transformers' causal-LM loss.
     let n = batch.num_targets() as f64;
-    let loss = target_nll_sum(&model, &batch).div_scalar(n);
-    let value = loss.clone().into_scalar::<f32>();
+    let nll = target_nll(&model, &batch);
+    let value = (nll.sum / n) as f32;
     let want_loss = golden.f32("loss")[0];
     let rel = ((value - want_loss) / want_loss).abs();
     println!("{base}: loss {value} vs PEFT {want_loss} (rel {rel:.2e})");
     assert!(rel <= 1e-5, "{base}: loss rel error {rel}");
 
-    let grads = loss.backward();
+    let grads = nll.backward(1.0 / n);
     let ours = lora_grads(&model.model, &grads);
     let mut factors = Vec::new();
     for (layer, target, _) in model.model.loras() {

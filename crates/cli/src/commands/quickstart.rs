@@ -48,12 +48,12 @@ fn accuracy(model: &LoadedModel, tokenizer: &Tokenizer, records: &[McqRecord]) -
     for r in records {
         let prompt = render_mcq_prompt(template, &r.prompt(), &McqChatOptions::default())?;
         let prompt = tokenizer.encode(&prompt)?;
-        let mut best = (f32::INFINITY, ' ');
+        let mut best = (f64::INFINITY, ' ');
         for (letter, _) in &r.options {
             let mut ids = prompt.clone();
             ids.extend(tokenizer.encode(&format!("Answer: {letter})"))?);
             let batch = TrainBatch::from_sequences(&[(ids, prompt.len())], pad);
-            let nll = target_nll_sum(model, &batch).into_scalar::<f32>();
+            let nll = target_nll_sum(model, &batch);
             if nll < best.0 {
                 best = (nll, *letter);
             }

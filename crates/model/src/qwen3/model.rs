@@ -149,13 +149,19 @@ impl Qwen3 {
         self.norm.forward(x)
     }
 
+    /// The language-model head `[vocab, hidden]` in the compute dtype: `lm_head`, or the input
+    /// embeddings when they are tied.
+    pub fn head_weight(&self) -> Tensor<2> {
+        match &self.lm_head {
+            Some(l) => l.weight.val(),
+            None => self.embed_tokens.val(),
+        }
+    }
+
     /// Logits `[b, t, vocab]` in f32 for hidden states `[b, t, hidden]`.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, t, h] = hidden.dims();
-        let head = match &self.lm_head {
-            Some(l) => l.weight.val(),
-            None => self.embed_tokens.val(),
-        };
+        let head = self.head_weight();
         let vocab = head.dims()[0];
         let logits = hidden.reshape([b * t, h]).matmul(head.transpose());
         cast_to(logits, DType::F32).reshape([b, t, vocab])
