@@ -33,7 +33,7 @@ impl Linear {
         let [b, t, d] = x.dims();
         let out = self.out_features();
         let x = x.reshape([b * t, d]);
-        let y = x.clone().matmul(self.weight.val().transpose());
+        let y = matmul_transposed(x.clone(), self.weight.val());
         let y = match &self.lora {
             Some(lora) => {
                 let dtype = y.dtype();
@@ -43,6 +43,16 @@ impl Linear {
         };
         y.reshape([b, t, out])
     }
+}
+
+/// `x·wᵀ` for `w` stored `[out, in]`: burn's matmul, or on the CPU backend for a few bf16 rows
+/// (decoding) a GEMV that reads the weights as bf16 (see `bf16_gemv`).
+pub(crate) fn matmul_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    if let Some(y) = super::bf16_gemv::try_linear(&x, &w) {
+        return y;
+    }
+    x.matmul(w.transpose())
 }
 
 /// Root-mean-square norm over the last dimension, computed in f32 and cast back before the

@@ -3,6 +3,8 @@
 mod adapter;
 mod attention;
 mod batch;
+#[cfg(feature = "flex")]
+mod bf16_gemv;
 mod cache;
 mod export;
 mod layers;

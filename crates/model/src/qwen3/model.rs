@@ -9,7 +9,7 @@ use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 use super::attention::{Attention, AttentionMask};
 use super::batch::ForwardBatch;
 use super::cache::KvCache;
-use super::layers::{Linear, RmsNorm, cast_to};
+use super::layers::{Linear, RmsNorm, cast_to, matmul_transposed};
 use super::mlp::Mlp;
 use super::rope::Rope;
 use crate::checkpoint::{WeightFiles, WeightSource};
@@ -163,7 +163,7 @@ impl Qwen3 {
         let [b, t, h] = hidden.dims();
         let head = self.head_weight();
         let vocab = head.dims()[0];
-        let logits = hidden.reshape([b * t, h]).matmul(head.transpose());
+        let logits = matmul_transposed(hidden.reshape([b * t, h]), head);
         cast_to(logits, DType::F32).reshape([b, t, vocab])
     }
 }

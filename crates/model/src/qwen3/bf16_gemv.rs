@@ -1,0 +1,169 @@
+//! `x·Wᵀ` for a few rows of bf16 activations against bf16 weights on the CPU (flex) backend,
+//! reading the weights as bf16.
+//!
+//! Decoding multiplies one row per sequence by every weight matrix, so it is bound by memory
+//! bandwidth: the time is the time to read the weights. burn-flex 0.22.1's bf16 matmul converts
+//! both operands to f32 on every call (`ops/matmul.rs`, `matmul_bf16`), which writes and reads
+//! every weight again as f32 per token: bf16 decoding ran 17× slower than f32. This kernel reads
+//! each bf16 weight once, widens it in registers and accumulates in f32 — the arithmetic of
+//! burn-flex's own path (bf16 inputs, f32 products and sums, one rounding to bf16) in a
+//! different summation order. Written by hand (no crate offers a bf16 GEMV); `multiversion`
+//! compiles it for AVX-512, AVX2 and NEON and picks one at run time, `rayon` splits the weight
+//! rows across threads.
+//!
+//! Used only where it pays and is exact in kind: flex tensors, both operands bf16, at most
+//! [`MAX_ROWS`] rows, no autodiff (training keeps burn's path and its gradients).
+
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_flex::Flex;
+use half::bf16;
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+/// Most activation rows handled here: decode steps of a batch of up to 8 sequences. Beyond,
+/// the product is compute-bound and the `gemm` crate's blocked kernels are the better choice.
+pub const MAX_ROWS: usize = 8;
+
+/// Weight rows per parallel task: enough work to amortise scheduling (≥ 256 KiB of weights for
+/// hidden 1,024), few enough that two threads stay balanced on small matrices.
+const ROWS_PER_TASK: usize = 128;
+
+/// `x·wᵀ` as bf16 `[m, n]` for bf16 `x` `[m, k]` and bf16 `w` `[n, k]`, or `None` when this kernel
+/// does not apply (another backend or dtype, autodiff, more than [`MAX_ROWS`] rows, a strided
+/// weight): the caller then uses burn's matmul.
+pub fn try_linear(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+    let ([m, k], [n, k_w]) = (x.dims(), w.dims());
+    if m == 0
+        || m > MAX_ROWS
+        || k != k_w
+        || x.dtype() != DType::BF16
+        || w.dtype() != DType::BF16
+        || x.is_autodiff()
+        || w.is_autodiff()
+    {
+        return None;
+    }
+    let w = w.clone().try_into_primitive::<Flex>().ok()?;
+    let weights: &[bf16] = w.as_slice()?;
+    let x = x.clone().try_into_primitive::<Flex>().ok()?;
+    let x: Vec<f32> = match x.as_slice::<bf16>() {
+        Some(values) => values.iter().map(|v| v.to_f32()).collect(),
+        None => x.into_data().convert::<f32>().try_into_vec::<f32>().ok()?,
+    };
+    let out = gemv(&x, bytemuck::cast_slice(weights), m, k, n);
+    let out: Vec<bf16> = out.into_iter().map(bf16::from_f32).collect();
+    let data = TensorData::new(out, [m, n]);
+    Some(Tensor::from_primitive::<Flex>(
+        burn_flex::FlexTensor::from_data(data),
+    ))
+}
+
+/// `x·wᵀ` in f32, `[m, n]`, for f32 `x` `[m, k]` and bf16 bits `w` `[n, k]`.
+fn gemv(x: &[f32], w: &[u16], m: usize, k: usize, n: usize) -> Vec<f32> {
+    // Computed as `[n, m]` so each task writes one contiguous block, then transposed (m ≤ 8).
+    let mut out_t = vec![0.0f32; n * m];
+    out_t
+        .par_chunks_mut(ROWS_PER_TASK * m)
+        .zip(w.par_chunks(ROWS_PER_TASK * k))
+        .for_each(|(out, rows)| match m {
+            1 => dot_rows::<1>(x, k, rows, out),
+            2 => dot_rows::<2>(x, k, rows, out),
+            3 => dot_rows::<3>(x, k, rows, out),
+            4 => dot_rows::<4>(x, k, rows, out),
+            5 => dot_rows::<5>(x, k, rows, out),
+            6 => dot_rows::<6>(x, k, rows, out),
+            7 => dot_rows::<7>(x, k, rows, out),
+            _ => dot_rows::<8>(x, k, rows, out),
+        });
+    let mut out = vec![0.0f32; m * n];
+    for (j, row) in out_t.chunks_exact(m).enumerate() {
+        for (i, v) in row.iter().enumerate() {
+            out[i * n + j] = *v;
+        }
+    }
+    out
+}
+
+/// Lanes per step: one AVX-512 register of f32, two AVX2 ones.
+const LANES: usize = 16;
+
+/// For each weight row `r` of `rows` (`[_, k]`, bf16 bits) and each of the `M` activation rows
+/// `x_i`, `out[r·M + i] = x_i · r`.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn dot_rows<const M: usize>(x: &[f32], k: usize, rows: &[u16], out: &mut [f32]) {
+    let body = k / LANES * LANES;
+    for (row, out) in rows.chunks_exact(k).zip(out.chunks_exact_mut(M)) {
+        let mut acc = [[0.0f32; LANES]; M];
+        for c in (0..body).step_by(LANES) {
+            let mut w = [0.0f32; LANES];
+            for (w, bits) in w.iter_mut().zip(&row[c..c + LANES]) {
+                // bf16 is the top half of an f32.
+                *w = f32::from_bits(u32::from(*bits) << 16);
+            }
+            for (acc, x) in acc.iter_mut().zip(x.chunks_exact(k)) {
+                for ((a, x), w) in acc.iter_mut().zip(&x[c..c + LANES]).zip(&w) {
+                    *a += x * w;
+                }
+            }
+        }
+        for ((o, acc), x) in out.iter_mut().zip(&acc).zip(x.chunks_exact(k)) {
+            let mut sum: f32 = acc.iter().sum();
+            for c in body..k {
+                sum += x[c] * f32::from_bits(u32::from(row[c]) << 16);
+            }
+            *o = sum;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, FloatDType};
+
+    use super::*;
+    use crate::DeviceSpec;
+
+    #[test]
+    fn equals_burns_bf16_matmul_and_declines_what_it_does_not_cover() {
+        let device = DeviceSpec::Cpu.device().unwrap();
+        // k not a multiple of the lane count, n not a multiple of the task size.
+        let (k, n) = (100, 300);
+        let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &device)
+            .cast(FloatDType::BF16);
+        for m in 1..=MAX_ROWS {
+            let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device)
+                .cast(FloatDType::BF16);
+            let got = try_linear(&x, &w).expect("bf16 rows on flex are covered");
+            assert_eq!(got.dims(), [m, n]);
+            assert_eq!(got.dtype(), DType::BF16);
+            let want = x.clone().matmul(w.clone().transpose());
+            let got = got.cast(FloatDType::F32);
+            let want = want.cast(FloatDType::F32);
+            // Both sum f32 products and round once to bf16 (8 bits of mantissa): summation
+            // order moves a result by at most one bf16 step, 2⁻⁸ relative.
+            let scale = want.clone().abs().max().into_scalar::<f32>();
+            let diff = (got - want).abs().max().into_scalar::<f32>();
+            assert!(
+                diff <= scale / 128.0,
+                "m={m}: differs by {diff} (scale {scale})"
+            );
+        }
+        let many = Tensor::<2>::zeros([MAX_ROWS + 1, k], &device).cast(FloatDType::BF16);
+        assert!(
+            try_linear(&many, &w).is_none(),
+            "prefill-sized inputs go to gemm"
+        );
+        let f32_x = Tensor::<2>::zeros([1, k], &device);
+        assert!(try_linear(&f32_x, &w.clone().cast(FloatDType::F32)).is_none());
+        let strided = w.clone().transpose();
+        let x = Tensor::<2>::zeros([1, n], &device).cast(FloatDType::BF16);
+        assert!(
+            try_linear(&x, &strided).is_none(),
+            "a transposed view is not read as rows"
+        );
+    }
+}
