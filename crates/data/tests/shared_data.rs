@@ -2,7 +2,9 @@
 //! `<workspace>/../shared`: `data/`) and checks the record counts against `data/SOURCES.md`.
 //! These tests fail, rather than pass silently, when the folder is missing.
 //!
-//! Run with `cargo test --release -p medtune-data --features shared-tests --test shared_data`.
+//! Run with `cargo test --release -p medtune-data --test shared_data -- --ignored`.
+//! `#[ignore]`d in the README test command, which must pass without `../shared`; `.ci/run`
+//! runs them with `-- --ignored`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -107,6 +109,7 @@ fn qwen3() -> &'static Tokenizer {
 }
 
 #[test]
+#[ignore = "reads the real data in $MEDTUNE_SHARED; .ci/run runs it with --ignored"]
 fn counts_match_sources_md() {
     let sources = sources_counts();
     let files = all_files();
@@ -127,6 +130,7 @@ fn counts_match_sources_md() {
 }
 
 #[test]
+#[ignore = "reads the real data in $MEDTUNE_SHARED; .ci/run runs it with --ignored"]
 fn detects_every_format() {
     assert_eq!(detect(&file(MEDQA[0])).unwrap(), Format::MedQa);
     assert_eq!(detect(&file(MEDQA[1])).unwrap(), Format::MedQa);
@@ -142,6 +146,7 @@ fn detects_every_format() {
 }
 
 #[test]
+#[ignore = "reads the real data in $MEDTUNE_SHARED; .ci/run runs it with --ignored"]
 fn medqa() {
     let four = read(MEDQA[0]);
     assert_eq!(four.len(), 1273);
@@ -168,6 +173,7 @@ fn medqa() {
 }
 
 #[test]
+#[ignore = "reads the real data in $MEDTUNE_SHARED; .ci/run runs it with --ignored"]
 fn medmcqa() {
     let r = read(MEDMCQA);
     assert_eq!(r.len(), 4183);
@@ -188,6 +194,7 @@ fn medmcqa() {
 }
 
 #[test]
+#[ignore = "reads the real data in $MEDTUNE_SHARED; .ci/run runs it with --ignored"]
 fn pubmedqa() {
     let path = file(PUBMEDQA);
     let r = read(PUBMEDQA);
@@ -218,6 +225,7 @@ fn pubmedqa() {
 }
 
 #[test]
+#[ignore = "reads the real data in $MEDTUNE_SHARED; .ci/run runs it with --ignored"]
 fn mmlu() {
     let mut total = 0;
     for (subject, n) in MMLU {
@@ -241,6 +249,7 @@ fn check_all() -> &'static CheckReport {
 }
 
 #[test]
+#[ignore = "reads the real data in $MEDTUNE_SHARED; .ci/run runs it with --ignored"]
 fn check_reports_no_problems() {
     let report = check_all();
     println!("{report}");
@@ -260,6 +269,7 @@ fn check_reports_no_problems() {
 /// - MMLU: 78 questions of clinical_knowledge are also in college_medicine, same options and
 ///   answer.
 #[test]
+#[ignore = "reads the real data in $MEDTUNE_SHARED; .ci/run runs it with --ignored"]
 fn duplicates_in_the_real_data() {
     let report = check_all();
     let in_file = |rel: &str| {
@@ -306,6 +316,7 @@ fn duplicates_in_the_real_data() {
 
 /// Training on MedMCQA dev does not leak MedQA, MMLU or PubMedQA test questions.
 #[test]
+#[ignore = "reads the real data in $MEDTUNE_SHARED; .ci/run runs it with --ignored"]
 fn medmcqa_is_not_contaminated_by_the_eval_sets() {
     let mut eval = read(MEDQA[0]);
     eval.extend(read(MEDQA[1]));

@@ -51,6 +51,15 @@ impl Attention {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),
         };
+        let scale = 1.0 / (hd as f64).sqrt();
+        #[cfg(feature = "flex")]
+        if matches!(mask, AttentionMask::Causal)
+            && let Some(ctx) = super::causal_attention::try_causal(&q, &k, &v, scale as f32)
+        {
+            return self
+                .o_proj
+                .forward(ctx.swap_dims(1, 2).reshape([b, t, nh * hd]));
+        }
         let k = repeat_kv(k, nh / nkv);
         let v = repeat_kv(v, nh / nkv);
         let tk = k.dims()[2];
@@ -59,7 +68,7 @@ impl Attention {
             AttentionMask::Explicit(m) => (Some((**m).clone().expand([b, nh, t, tk])), false),
         };
         let options = AttentionModuleOptions {
-            scale: Some(1.0 / (hd as f64).sqrt()),
+            scale: Some(scale),
             softcap: None,
             is_causal,
         };

@@ -6,6 +6,8 @@ mod batch;
 #[cfg(feature = "flex")]
 mod bf16_gemv;
 mod cache;
+#[cfg(feature = "flex")]
+mod causal_attention;
 mod export;
 mod layers;
 mod lora;

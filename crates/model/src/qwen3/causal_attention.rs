@@ -1,0 +1,294 @@
+//! Causal self-attention for inference (prompts, evaluation batches) on the CPU (flex) backend.
+//!
+//! burn-flex 0.22.1 runs attention over sequences up to 512 tokens with its "naive" kernel: it
+//! fills the whole `[t, t]` score matrix of every head, the causally masked half included, and
+//! exponentiates it with scalar `expf`; with grouped-query attention the caller must first copy
+//! each key/value head once per query head. On evaluation batches that kernel was a third of the
+//! forward pass. This one computes only the scores a query may see, reads each key/value head in
+//! place for its whole query group, and exponentiates with a polynomial that vectorises. Written by
+//! hand (no crate offers a CPU attention kernel for burn's tensors); `multiversion` compiles it
+//! for AVX-512, AVX2 and NEON and picks one at run time, `rayon` runs the (batch, head) pairs in
+//! parallel.
+//!
+//! Used only where it is exactly burn's computation: flex tensors, f32, no autodiff (training
+//! keeps burn's kernel and its gradients), a causal mask and no explicit one (unpadded prompts,
+//! right-padded evaluation batches, decode steps of unpadded sequences).
+
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_flex::{Flex, FlexTensor};
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+/// `softmax(q·kᵀ·scale + causal) · v` for `q` `[b, heads, t, d]` and `k`, `v`
+/// `[b, kv_heads, tk, d]` with `tk ≥ t` (the last `t` keys are the queries' own; query `i` sees
+/// keys `..= i + tk − t`, as burn's causal offset), each kv head serving `heads / kv_heads` query
+/// heads as `repeat_kv` would copy it. Returns `[b, heads, t, d]`, or `None` when this kernel does
+/// not apply and burn's `attention` must run.
+pub fn try_causal(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Option<Tensor<4>> {
+    let [b, heads, t, d] = q.dims();
+    let [kb, kv_heads, kt, kd] = k.dims();
+    let applies = [q, k, v]
+        .iter()
+        .all(|x| x.dtype() == DType::F32 && !x.is_autodiff())
+        && v.dims() == k.dims()
+        && (kb, kd) == (b, d)
+        && kt >= t
+        && kv_heads > 0
+        && heads % kv_heads == 0
+        && t > 0
+        && d > 0;
+    if !applies {
+        return None;
+    }
+    let (q, k, v) = (contiguous(q)?, contiguous(k)?, contiguous(v)?);
+    let (q, k, v): (&[f32], &[f32], &[f32]) = (q.as_slice()?, k.as_slice()?, v.as_slice()?);
+    let group = heads / kv_heads;
+    let (head_len, kv_len) = (t * d, kt * d);
+    let past = kt - t;
+    // One task per (batch, query head); each writes its own `[t, d]`, scattered below into the
+    // `[b, t, heads, d]` layout the output projection reads without a copy.
+    let per_head: Vec<Vec<f32>> = (0..b * heads)
+        .into_par_iter()
+        .map(|bh| {
+            let (batch, head) = (bh / heads, bh % heads);
+            let kv = batch * kv_heads + head / group;
+            let mut out = vec![0.0f32; head_len];
+            let mut scores = vec![0.0f32; kt];
+            let k_t = transpose(&k[kv * kv_len..][..kv_len], kt, d);
+            let (q, v) = (&q[bh * head_len..][..head_len], &v[kv * kv_len..][..kv_len]);
+            let (scores, out_ref) = (&mut scores, &mut out);
+            // Qwen3's head dims get a copy of the kernel that holds a row's output in registers.
+            match d {
+                64 => attend_head::<64>(q, &k_t, v, d, past, scale, scores, out_ref),
+                128 => attend_head::<128>(q, &k_t, v, d, past, scale, scores, out_ref),
+                32 => attend_head::<32>(q, &k_t, v, d, past, scale, scores, out_ref),
+                16 => attend_head::<16>(q, &k_t, v, d, past, scale, scores, out_ref),
+                _ => attend_head::<0>(q, &k_t, v, d, past, scale, scores, out_ref),
+            }
+            out
+        })
+        .collect();
+    let mut out = vec![0.0f32; b * heads * head_len];
+    for (bh, head_out) in per_head.iter().enumerate() {
+        let (batch, head) = (bh / heads, bh % heads);
+        for (i, row) in head_out.chunks_exact(d).enumerate() {
+            let at = ((batch * t + i) * heads + head) * d;
+            out[at..at + d].copy_from_slice(row);
+        }
+    }
+    let out = FlexTensor::from_data(TensorData::new(out, [b, t, heads, d]));
+    Some(Tensor::<4>::from_primitive::<Flex>(out).swap_dims(1, 2))
+}
+
+/// `x` `[rows, cols]` as `[cols, rows]`.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * cols];
+    for (r, row) in x.chunks_exact(cols).enumerate() {
+        for (c, value) in row.iter().enumerate() {
+            out[c * rows + r] = *value;
+        }
+    }
+    out
+}
+
+/// The flex tensor behind `x`, laid out contiguously (a copy only when `x` is a strided view).
+fn contiguous(x: &Tensor<4>) -> Option<FlexTensor> {
+    let x = x.clone().try_into_primitive::<Flex>().ok()?;
+    Some(if x.is_contiguous() {
+        x
+    } else {
+        x.to_contiguous()
+    })
+}
+
+/// Lanes per step: one AVX-512 register of f32, two AVX2 ones.
+const LANES: usize = 16;
+
+/// One (batch, head) pair: for each query row `i`, the scores against keys `0..=past + i`, their
+/// softmax, and the weighted sum of values, into `out[i]`. The keys come transposed (`k_t`,
+/// `[d, tk]`) so that a query's scores accumulate along the keys, in full vectors, with no
+/// horizontal sum per key. `D` is the head dim when known at compile time (0: only at run time).
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+#[allow(clippy::too_many_arguments)]
+fn attend_head<const D: usize>(
+    q: &[f32],
+    k_t: &[f32],
+    v: &[f32],
+    d: usize,
+    past: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    for (i, (q_row, out_row)) in q.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
+        let seen = &mut scores[..=past + i];
+        seen.fill(0.0);
+        for (q, k_dim) in q_row.iter().zip(k_t.chunks_exact(k_t.len() / d)) {
+            let q = q * scale;
+            for (s, k) in seen.iter_mut().zip(k_dim) {
+                *s += q * k;
+            }
+        }
+        let max = max_of(seen);
+        for s in seen.iter_mut() {
+            *s = exp_nonpositive(*s - max);
+        }
+        let inv_sum = 1.0 / sum_of(seen);
+        if D > 0 {
+            let mut acc = [0.0f32; D];
+            for (p, v_row) in seen.iter().zip(v.chunks_exact(D)) {
+                for (a, x) in acc.iter_mut().zip(v_row) {
+                    *a += p * x;
+                }
+            }
+            for (o, a) in out_row.iter_mut().zip(&acc) {
+                *o = a * inv_sum;
+            }
+        } else {
+            out_row.fill(0.0);
+            for (p, v_row) in seen.iter().zip(v.chunks_exact(d)) {
+                for (o, x) in out_row.iter_mut().zip(v_row) {
+                    *o += p * x;
+                }
+            }
+            for o in out_row.iter_mut() {
+                *o *= inv_sum;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn max_of(values: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let (body, tail) = values.split_at(values.len() / LANES * LANES);
+    for chunk in body.chunks_exact(LANES) {
+        for (m, x) in acc.iter_mut().zip(chunk) {
+            *m = m.max(*x);
+        }
+    }
+    tail.iter()
+        .chain(&acc)
+        .fold(f32::NEG_INFINITY, |m, x| m.max(*x))
+}
+
+#[inline(always)]
+fn sum_of(values: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (body, tail) = values.split_at(values.len() / LANES * LANES);
+    for chunk in body.chunks_exact(LANES) {
+        for (s, x) in acc.iter_mut().zip(chunk) {
+            *s += x;
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
+/// `exp(x)` for `x ≤ 0`, relative error below 2·10⁻⁷: Cephes' `expf` (Cody–Waite reduction by
+/// ln 2, degree-6 polynomial), without branches so that it vectorises. Below −87 (where `exp`
+/// leaves f32's normal range) it returns exp(−87) ≈ 1.6·10⁻³⁸, negligible beside the row's
+/// largest term, 1.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    let x = x.max(-87.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = (((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
+        * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5)
+        * r
+        * r
+        + r
+        + 1.0;
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+
+    use super::*;
+    use crate::DeviceSpec;
+
+    #[test]
+    fn exp_matches_std_across_its_range() {
+        let mut worst = 0.0f64;
+        for i in 0..=87_000 {
+            let x = -(i as f32) / 1000.0;
+            let (got, want) = (exp_nonpositive(x) as f64, (x as f64).exp());
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 5e-7, "relative error {worst:e}");
+        assert!(exp_nonpositive(-1e4) < 1e-37);
+    }
+
+    /// burn's attention (its naive kernel at these lengths) with the kv heads repeated as
+    /// transformers' `repeat_kv` does.
+    fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f32) -> Tensor<4> {
+        let [b, heads, _, d] = q.dims();
+        let [_, kv_heads, kt, _] = k.dims();
+        let repeat = |x: Tensor<4>| {
+            x.unsqueeze_dim::<5>(2)
+                .expand([b, kv_heads, heads / kv_heads, kt, d])
+                .reshape([b, heads, kt, d])
+        };
+        let options = AttentionModuleOptions {
+            scale: Some(scale as f64),
+            softcap: None,
+            is_causal: true,
+        };
+        attention(q, repeat(k), repeat(v), None, None, options)
+    }
+
+    #[test]
+    fn equals_burns_causal_attention() {
+        let device = DeviceSpec::Cpu.device().unwrap();
+        // Head dims below, at and beyond one vector of lanes; GQA 2:1 and 1:1; one query; keys
+        // already cached before the queries (a decode step, a continued prompt).
+        for (b, heads, kv_heads, t, kt, d) in [
+            (2, 4, 2, 37, 37, 20),
+            (1, 2, 2, 5, 5, 16),
+            (3, 2, 1, 1, 1, 64),
+            (2, 4, 2, 1, 30, 24),
+            (1, 2, 1, 6, 19, 32),
+        ] {
+            let normal = Distribution::Normal(0.0, 1.0);
+            let q = Tensor::<4>::random([b, heads, t, d], normal, &device);
+            let k = Tensor::<4>::random([b, kv_heads, kt, d], normal, &device);
+            // A strided view, as the model's `swap_dims` produces.
+            let v = Tensor::<4>::random([b, kt, kv_heads, d], normal, &device).swap_dims(1, 2);
+            let scale = 1.0 / (d as f32).sqrt();
+            let got = try_causal(&q, &k, &v, scale).expect("f32 on flex is covered");
+            let want = reference(q, k, v, scale);
+            assert_eq!(got.dims(), want.dims());
+            let diff = (got - want).abs().max().into_scalar::<f32>();
+            assert!(
+                diff <= 1e-5,
+                "{b}x{heads}/{kv_heads}x{t}/{kt}x{d}: differs by {diff}"
+            );
+        }
+    }
+
+    #[test]
+    fn declines_what_it_does_not_cover() {
+        let device = DeviceSpec::Cpu.device().unwrap();
+        let x = Tensor::<4>::zeros([1, 2, 3, 4], &device);
+        let shorter = Tensor::<4>::zeros([1, 2, 2, 4], &device);
+        assert!(
+            try_causal(&x, &shorter, &shorter, 1.0).is_none(),
+            "fewer keys than queries"
+        );
+        let half = x.clone().cast(burn::tensor::FloatDType::BF16);
+        assert!(try_causal(&half, &half, &half, 1.0).is_none(), "bf16");
+        let tracked = x.clone().autodiff();
+        assert!(try_causal(&tracked, &x, &x, 1.0).is_none(), "autodiff");
+    }
+}
