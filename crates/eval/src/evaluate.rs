@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::extract::{Method, extract_answer};
 use crate::prompt::PromptBuilder;
-use crate::scoring::{ANSWER_PREFIX, LetterQuery, continuation_logprobs, score_letter_queries};
+use crate::scoring::{
+    ANSWER_PREFIX, LetterQuery, score_letter_queries, shared_prefix_continuation_logprobs,
+};
 
 /// Qwen3's empty reasoning block, which its template writes when thinking is off.
 pub const EMPTY_THINK: &str = "<think>\n\n</think>\n\n";
@@ -225,7 +227,8 @@ fn option_text_scores(
             Ok((full[..common].to_vec(), full[common..].to_vec()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let scores = continuation_logprobs(model, &rows, pad_id);
+    // The options share the whole prompt: it runs once, cached, not once per option.
+    let scores = shared_prefix_continuation_logprobs(model, &rows, pad_id);
     Ok(record
         .options
         .iter()

@@ -10,7 +10,7 @@
 
 use anyhow::{Result, ensure};
 use burn::tensor::{Int, Tensor, TensorData};
-use medtune_model::qwen3::{ForwardBatch, LoadedModel, PaddingSide};
+use medtune_model::qwen3::{ForwardBatch, KvCache, LoadedModel, PaddingSide};
 use medtune_text::Tokenizer;
 use medtune_text::mcq::{McqChatOptions, McqPrompt, render_mcq_prompt};
 
@@ -147,7 +147,7 @@ pub fn score_letter_queries(
             .iter()
             .map(|c| (q.context.clone(), c.clone()))
             .collect();
-        let logps: Vec<f64> = continuation_logprobs(model, &rows, pad_id)
+        let logps: Vec<f64> = shared_prefix_continuation_logprobs(model, &rows, pad_id)
             .iter()
             .map(|c| c.logprob)
             .collect();
@@ -233,9 +233,91 @@ pub fn continuation_logprobs(
     let n = index.len();
     let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &device);
     let picked = hidden.reshape([b * t, h]).select(0, index);
-    let logits = model.model.logits(picked.unsqueeze_dim::<3>(0));
+    let targets: Vec<u32> = targets.iter().map(|&x| x as u32).collect();
+    let lengths: Vec<usize> = rows.iter().map(|(_, cont)| cont.len()).collect();
+    score_targets(model, picked, &targets, &lengths)
+}
+
+/// [`continuation_logprobs`] for rows that share a long beginning (a question's prompt before
+/// each option's text): the shared tokens run once, their keys and values are cached and repeated
+/// for every row, and only what follows runs per row. Equal to [`continuation_logprobs`] (a
+/// test checks it); it falls back to it when the rows share nothing or a row has nothing beyond
+/// the shared part.
+pub fn shared_prefix_continuation_logprobs(
+    model: &LoadedModel,
+    rows: &[(Vec<u32>, Vec<u32>)],
+    pad_id: u32,
+) -> Vec<ContinuationScore> {
+    let seqs: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|(c, x)| c.iter().chain(x).copied().collect())
+        .collect();
+    // The shared part stops before any row's first scored token.
+    let mut shared = rows.iter().map(|(c, _)| c.len()).min().unwrap_or(0);
+    for seq in &seqs[1..] {
+        shared = shared.min(seqs[0].iter().zip(seq).take_while(|(a, b)| a == b).count());
+    }
+    if rows.len() < 2 || shared == 0 || seqs.iter().any(|s| s.len() <= shared) {
+        return continuation_logprobs(model, rows, pad_id);
+    }
+    let mut cache = KvCache::new(model.config.num_hidden_layers);
+    let prefix = model.forward(&ForwardBatch::single(&seqs[0][..shared]), Some(&mut cache));
+    let [_, _, h] = prefix.dims();
+    let device = prefix.device();
+    let prefix_last = prefix
+        .slice([0..1, shared - 1..shared, 0..h])
+        .reshape([1, h]);
+    cache.repeat_rows(rows.len());
+
+    let tails: Vec<&[u32]> = seqs.iter().map(|s| &s[shared..]).collect();
+    let t = tails.iter().map(|x| x.len()).max().expect("rows");
+    let mut ids = Vec::with_capacity(rows.len() * t);
+    let mut valid = Vec::with_capacity(rows.len() * t);
+    for tail in &tails {
+        ids.extend_from_slice(tail);
+        ids.extend(std::iter::repeat_n(pad_id, t - tail.len()));
+        valid.extend(std::iter::repeat_n(true, tail.len()));
+        valid.extend(std::iter::repeat_n(false, t - tail.len()));
+    }
+    let batch = ForwardBatch::from_parts(rows.len(), t, ids, valid, cache.next_positions());
+    let hidden = model.forward(&batch, Some(&mut cache));
+    // Hidden states in one matrix: the shared part's last (index 0), then every row's slots.
+    let hidden = Tensor::cat(vec![prefix_last, hidden.reshape([rows.len() * t, h])], 0);
+    let mut index = Vec::new();
+    let mut targets = Vec::new();
+    for (r, ((ctx, cont), seq)) in rows.iter().zip(&seqs).enumerate() {
+        for (k, &token) in seq.iter().enumerate().skip(ctx.len()) {
+            // Token k is predicted by the hidden state at k − 1.
+            let at = if k - 1 < shared {
+                0
+            } else {
+                1 + r * t + (k - 1 - shared)
+            };
+            index.push(at as i64);
+            targets.push(token);
+        }
+        debug_assert_eq!(seq.len() - ctx.len(), cont.len());
+    }
+    let n = index.len();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &device);
+    let lengths: Vec<usize> = rows.iter().map(|(_, cont)| cont.len()).collect();
+    score_targets(model, hidden.select(0, index), &targets, &lengths)
+}
+
+/// Log-probabilities of `targets` under the head at `hidden` (`[n, h]`, one row per target),
+/// summed per continuation of `lengths[i]` consecutive targets.
+fn score_targets(
+    model: &LoadedModel,
+    hidden: Tensor<2>,
+    targets: &[u32],
+    lengths: &[usize],
+) -> Vec<ContinuationScore> {
+    let device = hidden.device();
+    let n = targets.len();
+    let logits = model.model.logits(hidden.unsqueeze_dim::<3>(0));
     let vocab = logits.dims()[2];
     let logits = logits.reshape([n, vocab]);
+    let targets: Vec<i64> = targets.iter().map(|&x| x as i64).collect();
     let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
     let max = logits.clone().max_dim(1);
     let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max.clone();
@@ -245,16 +327,16 @@ pub fn continuation_logprobs(
         .try_to_vec()
         .expect("f32");
     let is_max: Vec<f32> = (target_logits - max).into_data().try_to_vec().expect("f32");
-    let mut out = Vec::with_capacity(rows.len());
+    let mut out = Vec::with_capacity(lengths.len());
     let mut at = 0;
-    for (_, cont) in rows {
-        let span = at..at + cont.len();
+    for &len in lengths {
+        let span = at..at + len;
         out.push(ContinuationScore {
             logprob: logp[span.clone()].iter().map(|&x| x as f64).sum(),
-            tokens: cont.len(),
+            tokens: len,
             greedy: is_max[span].iter().all(|&d| d >= 0.0),
         });
-        at += cont.len();
+        at += len;
     }
     out
 }

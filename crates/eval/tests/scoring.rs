@@ -1,7 +1,9 @@
 //! Option scoring against the model's own logits on a tiny random Qwen3: the batched
 //! single-token path, the continuation path and padding must all agree with unbatched logits.
 
-use medtune_eval::scoring::{LetterQuery, continuation_logprobs, score_letter_queries};
+use medtune_eval::scoring::{
+    LetterQuery, continuation_logprobs, score_letter_queries, shared_prefix_continuation_logprobs,
+};
 use medtune_model::init::random_weights;
 use medtune_model::qwen3::LoadedModel;
 use medtune_model::{ComputeDType, DeviceSpec, Preset};
@@ -101,4 +103,39 @@ fn multi_token_letters_and_continuations_match_unbatched_logits() {
     for (k, c) in scores.iter().enumerate() {
         assert!((s.probs[k] as f64 - c.logprob.exp() / total).abs() < 1e-5);
     }
+}
+
+#[test]
+fn a_shared_prompt_runs_once_and_scores_the_same() {
+    let model = tiny();
+    let prompt: Vec<u32> = (100..140).collect();
+    // Contexts end at different points of the prompt (a tokenizer merge across the boundary
+    // moves a token into the continuation), continuations of different lengths, one that
+    // repeats another's first token.
+    let rows: Vec<(Vec<u32>, Vec<u32>)> = vec![
+        (prompt.clone(), vec![20, 21, 22]),
+        (prompt[..38].to_vec(), vec![138, 139, 30]),
+        (prompt.clone(), vec![20]),
+        (prompt.clone(), vec![40, 41, 42, 43, 44]),
+    ];
+    let want = continuation_logprobs(&model, &rows, 0);
+    let got = shared_prefix_continuation_logprobs(&model, &rows, 0);
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g.logprob - w.logprob).abs() < 1e-4,
+            "{} vs {}",
+            g.logprob,
+            w.logprob
+        );
+        assert_eq!((g.tokens, g.greedy), (w.tokens, w.greedy));
+    }
+    // A row that is all shared part falls back to the unshared path, with the same answer.
+    let degenerate = vec![
+        (prompt[..10].to_vec(), vec![]),
+        (prompt.clone(), vec![1, 2]),
+    ];
+    let got = shared_prefix_continuation_logprobs(&model, &degenerate, 0);
+    let want = continuation_logprobs(&model, &degenerate, 0);
+    assert_eq!(got.len(), 2);
+    assert!((got[1].logprob - want[1].logprob).abs() < 1e-9);
 }

@@ -37,6 +37,27 @@ impl KvCache {
         &self.next_positions
     }
 
+    /// Turns a one-row cache into `rows` identical rows, so that several continuations of one
+    /// prompt (a question's options) share the prompt's keys and values instead of recomputing
+    /// them.
+    ///
+    /// # Panics
+    /// When the cache holds more than one row.
+    pub fn repeat_rows(&mut self, rows: usize) {
+        assert!(
+            self.batch <= 1,
+            "repeat_rows needs a one-row cache, not {}",
+            self.batch
+        );
+        for layer in self.layers.iter_mut().flatten() {
+            let (k, v) = layer.clone();
+            *layer = (k.repeat_dim(0, rows), v.repeat_dim(0, rows));
+        }
+        self.valid = self.valid.repeat(rows);
+        self.next_positions = self.next_positions.repeat(rows);
+        self.batch = rows;
+    }
+
     /// Appends this step's keys and values for `layer`, returning all keys and values so far.
     pub(crate) fn append(
         &mut self,
