@@ -10,6 +10,7 @@
 
 use anyhow::{Result, ensure};
 use burn::tensor::{Int, Tensor, TensorData};
+use medtune_model::qwen3::head_softmax::{VOCAB_CHUNK, target_log_softmax};
 use medtune_model::qwen3::{ForwardBatch, KvCache, LoadedModel, PaddingSide};
 use medtune_text::Tokenizer;
 use medtune_text::mcq::{McqChatOptions, McqPrompt, render_mcq_prompt};
@@ -305,28 +306,22 @@ pub fn shared_prefix_continuation_logprobs(
 }
 
 /// Log-probabilities of `targets` under the head at `hidden` (`[n, h]`, one row per target),
-/// summed per continuation of `lengths[i]` consecutive targets.
+/// summed per continuation of `lengths[i]` consecutive targets. The head runs a vocabulary chunk
+/// at a time ([`target_log_softmax`]), so the `n × vocab` logits are never held at once.
 fn score_targets(
     model: &LoadedModel,
     hidden: Tensor<2>,
     targets: &[u32],
     lengths: &[usize],
 ) -> Vec<ContinuationScore> {
-    let device = hidden.device();
-    let n = targets.len();
-    let logits = model.model.logits(hidden.unsqueeze_dim::<3>(0));
-    let vocab = logits.dims()[2];
-    let logits = logits.reshape([n, vocab]);
-    let targets: Vec<i64> = targets.iter().map(|&x| x as i64).collect();
-    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
-    let max = logits.clone().max_dim(1);
-    let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max.clone();
-    let target_logits = logits.gather(1, targets);
-    let logp: Vec<f32> = (target_logits.clone() - lse)
-        .into_data()
-        .try_to_vec()
-        .expect("f32");
-    let is_max: Vec<f32> = (target_logits - max).into_data().try_to_vec().expect("f32");
+    let pass = target_log_softmax(
+        hidden,
+        model.model.head_weight(),
+        targets,
+        VOCAB_CHUNK,
+        false,
+    );
+    let (logp, greedy) = (pass.target_log_probs(), pass.target_is_greedy());
     let mut out = Vec::with_capacity(lengths.len());
     let mut at = 0;
     for &len in lengths {
@@ -334,7 +329,7 @@ fn score_targets(
         out.push(ContinuationScore {
             logprob: logp[span.clone()].iter().map(|&x| x as f64).sum(),
             tokens: len,
-            greedy: is_max[span].iter().all(|&d| d >= 0.0),
+            greedy: greedy[span].iter().all(|&g| g),
         });
         at += len;
     }

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! [`head_nll`] computes both on the non-autodiff backend, a vocabulary chunk at a time so each
-//! chunk's logits stay in cache across the passes over them, and a group of rows at a time so
+//! chunk's logits stay in cache across the passes over them (the first pass is the model crate's
+//! [`target_log_softmax`], which scoring uses too), and a group of rows at a time so
 //! memory stays bounded however many tokens are supervised. The caller feeds the gradient back into
 //! the graph through a surrogate (`Σ h ⊙ ∂nll/∂h`, the gradient held constant), whose gradient with
 //! respect to `h` is exactly `∂nll/∂h`. This is the technique of Liger Kernel's fused linear
@@ -21,6 +22,7 @@
 //! 2024), written with burn's tensor ops so it runs on every backend.
 
 use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
+use medtune_model::qwen3::head_softmax::{VOCAB_CHUNK, target_log_softmax};
 
 /// How the logits are cut into pieces.
 #[derive(Clone, Copy, Debug)]
@@ -31,11 +33,9 @@ struct Chunking {
     max_held_logits: usize,
 }
 
-/// 2,048 columns: a chunk of 64 rows is 512 KiB of f32 logits, which stays in L2 (measured with
-/// `--example head_layout`: the head's GEMMs run ~1.7× faster than with 8,192). 256 MiB of
-/// logits at most.
+/// The model's vocabulary chunk ([`VOCAB_CHUNK`]); 256 MiB of logits at most.
 const CHUNKING: Chunking = Chunking {
-    vocab_chunk: 2048,
+    vocab_chunk: VOCAB_CHUNK,
     max_held_logits: 64 << 20,
 };
 
@@ -102,61 +102,21 @@ fn row_group_nll(
     with_grad: bool,
     vocab_chunk: usize,
 ) -> (f64, Option<Tensor<2>>) {
-    let device = hidden.device();
     let compute = hidden.dtype();
-    let [n, h] = hidden.dims();
-    let vocab = head.dims()[0];
-
-    // Pass 1, a chunk at a time: logits, their row maxima m_c, the target logits the chunk holds,
-    // and e_c = exp(logits − m_c) with its row sums s_c. Only e_c and m_c are kept: the softmax
-    // later is e_c·exp(m_c − lse), so exp runs once per logit.
-    let mut chunks = Vec::new();
-    let mut target_logit: Option<Tensor<2>> = None;
-    for c0 in (0..vocab).step_by(vocab_chunk) {
-        let c1 = (c0 + vocab_chunk).min(vocab);
-        let w = head.clone().slice([c0..c1, 0..h]);
-        // Transposed logits `[c, n]`: W_c·hᵀ runs faster in the `gemm` crate than h·W_cᵀ
-        // (contiguous W_c as the left operand), and the rows reduce just as well along dim 0.
-        let logits = to_f32(w.clone().matmul(hidden.clone().transpose()));
-        if let Some(picked) = gather_in_range(&logits, targets, c0, c1) {
-            target_logit = Some(match target_logit {
-                Some(t) => t + picked,
-                None => picked,
-            });
-        }
-        let chunk_max = logits.clone().max_dim(0);
-        let shifted_exp = (logits - chunk_max.clone()).exp();
-        let sum = shifted_exp.clone().sum_dim(0);
-        chunks.push(Chunk {
-            w,
-            shifted_exp,
-            max: chunk_max,
-            sum,
-        });
-    }
-    let target_logit = target_logit.unwrap_or_else(|| Tensor::zeros([1, n], &device));
-
-    // lse = M + log Σ_c s_c·exp(m_c − M), with M the overall row maximum.
-    let max = chunks
-        .iter()
-        .map(|c| c.max.clone())
-        .reduce(Tensor::max_pair)
-        .expect("a non-empty vocabulary");
-    let sum = chunks
-        .iter()
-        .map(|c| c.sum.clone() * (c.max.clone() - max.clone()).exp())
-        .reduce(|a, b| a + b)
-        .expect("a non-empty vocabulary");
-    let lse = sum.log() + max;
-    let nll = (lse.clone() - target_logit).sum().into_scalar::<f32>() as f64;
+    let device = hidden.device();
+    // Pass 1 (shared with scoring): lse and target logits, keeping each chunk's
+    // e_c = exp(logits − m_c) so that the softmax below, e_c·exp(m_c − lse), needs no second exp.
+    let pass = target_log_softmax(hidden, head.clone(), targets, vocab_chunk, with_grad);
+    let nll = (pass.lse.clone() - pass.target_logit)
+        .sum()
+        .into_scalar::<f32>() as f64;
     if !with_grad {
         return (nll, None);
     }
-
     // Pass 2: ∂nll/∂h = softmax(logits)·W − W[targets], the softmax a chunk at a time.
     let mut grad: Option<Tensor<2>> = None;
-    for chunk in chunks {
-        let scale = (chunk.max - lse.clone()).exp();
+    for chunk in pass.chunks {
+        let scale = (chunk.max - pass.lse.clone()).exp();
         let probs = cast(chunk.shifted_exp * scale, compute);
         let g = to_f32(probs.transpose().matmul(chunk.w));
         grad = Some(match grad {
@@ -165,51 +125,11 @@ fn row_group_nll(
         });
     }
     let index = int_tensor(targets.iter().map(|&t| t as i64).collect(), &device);
-    let target_rows = to_f32(head.select(0, index));
+    let target_rows = to_f32(head.inner().select(0, index));
     (
         nll,
         Some(grad.expect("a non-empty vocabulary") - target_rows),
     )
-}
-
-/// One vocabulary chunk's share of pass 1.
-struct Chunk {
-    /// The head rows of the chunk, `[c, h]`.
-    w: Tensor<2>,
-    /// exp(logits − max), transposed: `[c, n]`.
-    shifted_exp: Tensor<2>,
-    /// Each row's maximum over the chunk's logits, `[1, n]`.
-    max: Tensor<2>,
-    /// Each row's sum of `shifted_exp`, `[1, n]`.
-    sum: Tensor<2>,
-}
-
-/// `logits_t[targets[i] − c0, i]` for the rows whose target lies in `[c0, c1)`, zero for the
-/// others (`[1, n]`); `None` when no target lies in the chunk.
-fn gather_in_range(
-    logits_t: &Tensor<2>,
-    targets: &[u32],
-    c0: usize,
-    c1: usize,
-) -> Option<Tensor<2>> {
-    let inside: Vec<bool> = targets
-        .iter()
-        .map(|&t| (c0..c1).contains(&(t as usize)))
-        .collect();
-    if !inside.iter().any(|&x| x) {
-        return None;
-    }
-    let device = logits_t.device();
-    let n = targets.len();
-    let index: Vec<i64> = targets
-        .iter()
-        .zip(&inside)
-        .map(|(&t, &i)| if i { t as i64 - c0 as i64 } else { 0 })
-        .collect();
-    let keep: Vec<f32> = inside.iter().map(|&i| if i { 1.0 } else { 0.0 }).collect();
-    let index = Tensor::<2, Int>::from_data(TensorData::new(index, [1, n]), &device);
-    let keep = Tensor::<2>::from_data(TensorData::new(keep, [1, n]), &device);
-    Some(logits_t.clone().gather(0, index) * keep)
 }
 
 fn int_tensor(values: Vec<i64>, device: &burn::tensor::Device) -> Tensor<1, Int> {

@@ -9,6 +9,7 @@ mod cache;
 #[cfg(feature = "flex")]
 mod causal_attention;
 mod export;
+pub mod head_softmax;
 mod layers;
 mod lora;
 mod mlp;
