@@ -93,9 +93,8 @@ pub fn target_log_softmax(
                 None => picked,
             });
         }
-        let max = logits.clone().max_dim(0);
-        let shifted_exp = (logits - max.clone()).exp();
-        partial.push((max.clone(), shifted_exp.clone().sum_dim(0)));
+        let (max, shifted_exp, sum) = shifted_exp(logits);
+        partial.push((max.clone(), sum));
         if keep_chunks {
             chunks.push(HeadChunk {
                 w,
@@ -120,6 +119,19 @@ pub fn target_log_softmax(
         max,
         chunks,
     }
+}
+
+/// Each column's maximum `m`, `exp(logits − m)` and its column sums: a vectorised CPU kernel on
+/// flex, burn's ops elsewhere.
+fn shifted_exp(logits: Tensor<2>) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+    #[cfg(feature = "flex")]
+    if let Some(parts) = super::column_softmax::try_shifted_exp(&logits) {
+        return parts;
+    }
+    let max = logits.clone().max_dim(0);
+    let shifted = (logits - max.clone()).exp();
+    let sum = shifted.clone().sum_dim(0);
+    (max, shifted, sum)
 }
 
 /// `logits_t[targets[i] − c0, i]` for the rows whose target lies in `[c0, c1)`, zero for the

@@ -8,7 +8,11 @@ mod bf16_gemv;
 mod cache;
 #[cfg(feature = "flex")]
 mod causal_attention;
+#[cfg(feature = "flex")]
+mod column_softmax;
 mod export;
+#[cfg(feature = "flex")]
+mod fast_exp;
 pub mod head_softmax;
 mod layers;
 mod lora;
