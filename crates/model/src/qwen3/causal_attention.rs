@@ -47,6 +47,11 @@ pub fn try_causal(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Op
     let group = heads / kv_heads;
     let (head_len, kv_len) = (t * d, kt * d);
     let past = kt - t;
+    // Keys transposed once per kv head, shared by the query heads of its group.
+    let keys_t: Vec<Vec<f32>> = (0..b * kv_heads)
+        .into_par_iter()
+        .map(|kv| transpose(&k[kv * kv_len..][..kv_len], kt, d))
+        .collect();
     // One task per (batch, query head); each writes its own `[t, d]`, scattered below into the
     // `[b, t, heads, d]` layout the output projection reads without a copy.
     let per_head: Vec<Vec<f32>> = (0..b * heads)
@@ -56,16 +61,16 @@ pub fn try_causal(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Op
             let kv = batch * kv_heads + head / group;
             let mut out = vec![0.0f32; head_len];
             let mut scores = vec![0.0f32; kt];
-            let k_t = transpose(&k[kv * kv_len..][..kv_len], kt, d);
+            let k_t = &keys_t[kv];
             let (q, v) = (&q[bh * head_len..][..head_len], &v[kv * kv_len..][..kv_len]);
             let (scores, out_ref) = (&mut scores, &mut out);
             // Qwen3's head dims get a copy of the kernel that holds a row's output in registers.
             match d {
-                64 => attend_head::<64>(q, &k_t, v, d, past, scale, scores, out_ref),
-                128 => attend_head::<128>(q, &k_t, v, d, past, scale, scores, out_ref),
-                32 => attend_head::<32>(q, &k_t, v, d, past, scale, scores, out_ref),
-                16 => attend_head::<16>(q, &k_t, v, d, past, scale, scores, out_ref),
-                _ => attend_head::<0>(q, &k_t, v, d, past, scale, scores, out_ref),
+                64 => attend_head::<64>(q, k_t, v, d, past, scale, scores, out_ref),
+                128 => attend_head::<128>(q, k_t, v, d, past, scale, scores, out_ref),
+                32 => attend_head::<32>(q, k_t, v, d, past, scale, scores, out_ref),
+                16 => attend_head::<16>(q, k_t, v, d, past, scale, scores, out_ref),
+                _ => attend_head::<0>(q, k_t, v, d, past, scale, scores, out_ref),
             }
             out
         })
