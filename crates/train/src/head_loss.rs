@@ -21,7 +21,8 @@
 //! cross-entropy and of "Cut Your Losses in Large-Vocabulary Language Models" (Wijmans et al.
 //! 2024), written with burn's tensor ops so it runs on every backend.
 
-use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use medtune_model::qwen3::cast_to;
 use medtune_model::qwen3::head_softmax::{VOCAB_CHUNK, target_log_softmax};
 
 /// How the logits are cut into pieces.
@@ -117,15 +118,15 @@ fn row_group_nll(
     let mut grad: Option<Tensor<2>> = None;
     for chunk in pass.chunks {
         let scale = (chunk.max - pass.lse.clone()).exp();
-        let probs = cast(chunk.shifted_exp * scale, compute);
-        let g = to_f32(probs.transpose().matmul(chunk.w));
+        let probs = cast_to(chunk.shifted_exp * scale, compute);
+        let g = cast_to(probs.transpose().matmul(chunk.w), DType::F32);
         grad = Some(match grad {
             Some(acc) => acc + g,
             None => g,
         });
     }
     let index = int_tensor(targets.iter().map(|&t| t as i64).collect(), &device);
-    let target_rows = to_f32(head.inner().select(0, index));
+    let target_rows = cast_to(head.select(0, index), DType::F32);
     (
         nll,
         Some(grad.expect("a non-empty vocabulary") - target_rows),
@@ -135,21 +136,6 @@ fn row_group_nll(
 fn int_tensor(values: Vec<i64>, device: &burn::tensor::Device) -> Tensor<1, Int> {
     let n = values.len();
     Tensor::from_data(TensorData::new(values, [n]), device)
-}
-
-fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    cast(x, DType::F32)
-}
-
-fn cast<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
-    if x.dtype() == dtype {
-        return x;
-    }
-    x.cast(match dtype {
-        DType::BF16 => FloatDType::BF16,
-        DType::F16 => FloatDType::F16,
-        _ => FloatDType::F32,
-    })
 }
 
 #[cfg(test)]
@@ -163,7 +149,7 @@ mod tests {
     fn autodiff_nll(hidden: Tensor<2>, head: Tensor<2>, targets: &[u32]) -> (f64, Tensor<2>) {
         let device = hidden.device();
         let x = hidden.require_grad();
-        let logits = to_f32(x.clone().matmul(head.transpose()));
+        let logits = cast_to(x.clone().matmul(head.transpose()), DType::F32);
         let n = targets.len();
         let ids: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [n, 1]), &device);

@@ -2,8 +2,8 @@
 //! at those positions: with Qwen3's 151,936-token vocabulary the head over every position is most
 //! of a small model's step.
 
-use burn::tensor::{FloatDType, Gradients, Int, Tensor, TensorData};
-use medtune_model::qwen3::{ForwardBatch, LoadedModel};
+use burn::tensor::{DType, Gradients, Int, Tensor, TensorData};
+use medtune_model::qwen3::{ForwardBatch, LoadedModel, cast_to};
 
 use crate::head_loss::head_nll;
 
@@ -121,6 +121,6 @@ fn nll(model: &LoadedModel, batch: &TrainBatch, with_grad: bool) -> TargetNll {
     let picked = hidden.reshape([b * t, h]).select(0, index);
     let head = model.model.head_weight();
     let (sum, grad) = head_nll(picked.clone(), head, &batch.targets, with_grad);
-    let surrogate = grad.map(|grad| (picked.cast(FloatDType::F32) * grad).sum());
+    let surrogate = grad.map(|grad| (cast_to(picked, DType::F32) * grad).sum());
     TargetNll { sum, surrogate }
 }

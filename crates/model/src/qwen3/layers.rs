@@ -90,7 +90,8 @@ pub(crate) fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     cast_to(x, DType::F32)
 }
 
-pub(crate) fn cast_to<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
+/// `x` in `dtype` (unchanged when it already is).
+pub fn cast_to<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
     if x.dtype() == dtype {
         return x;
     }

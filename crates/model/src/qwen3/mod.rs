@@ -25,7 +25,7 @@ pub use attention::Attention;
 pub use attention::AttentionMask;
 pub use batch::{ForwardBatch, PaddingSide};
 pub use cache::KvCache;
-pub use layers::{Linear, RmsNorm};
+pub use layers::{Linear, RmsNorm, cast_to};
 pub use lora::{Lora, LoraConfig, LoraTarget, lora_rng};
 pub use mlp::Mlp;
 pub use model::{DecoderLayer, LoadedModel, Qwen3};
