@@ -228,13 +228,12 @@ pub fn continuation_logprobs(
         );
         for (k, &tok) in cont.iter().enumerate() {
             index.push((r * t + ctx.len() - 1 + k) as i64);
-            targets.push(tok as i64);
+            targets.push(tok);
         }
     }
     let n = index.len();
     let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &device);
     let picked = hidden.reshape([b * t, h]).select(0, index);
-    let targets: Vec<u32> = targets.iter().map(|&x| x as u32).collect();
     let lengths: Vec<usize> = rows.iter().map(|(_, cont)| cont.len()).collect();
     score_targets(model, picked, &targets, &lengths)
 }
@@ -270,17 +269,10 @@ pub fn shared_prefix_continuation_logprobs(
         .reshape([1, h]);
     cache.repeat_rows(rows.len());
 
-    let tails: Vec<&[u32]> = seqs.iter().map(|s| &s[shared..]).collect();
-    let t = tails.iter().map(|x| x.len()).max().expect("rows");
-    let mut ids = Vec::with_capacity(rows.len() * t);
-    let mut valid = Vec::with_capacity(rows.len() * t);
-    for tail in &tails {
-        ids.extend_from_slice(tail);
-        ids.extend(std::iter::repeat_n(pad_id, t - tail.len()));
-        valid.extend(std::iter::repeat_n(true, tail.len()));
-        valid.extend(std::iter::repeat_n(false, t - tail.len()));
-    }
-    let batch = ForwardBatch::from_parts(rows.len(), t, ids, valid, cache.next_positions());
+    let tails: Vec<Vec<u32>> = seqs.iter().map(|s| s[shared..].to_vec()).collect();
+    let batch =
+        ForwardBatch::padded_continuing(&tails, PaddingSide::Right, pad_id, cache.next_positions());
+    let t = batch.seq;
     let hidden = model.forward(&batch, Some(&mut cache));
     // Hidden states in one matrix: the shared part's last (index 0), then every row's slots.
     let hidden = Tensor::cat(vec![prefix_last, hidden.reshape([rows.len() * t, h])], 0);

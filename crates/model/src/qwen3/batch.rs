@@ -33,6 +33,17 @@ impl ForwardBatch {
 
     /// Pads `seqs` to the longest one.
     pub fn padded(seqs: &[Vec<u32>], side: PaddingSide, pad_id: u32) -> Self {
+        Self::padded_continuing(seqs, side, pad_id, &vec![0; seqs.len()])
+    }
+
+    /// [`Self::padded`] for sequences whose real tokens continue at `start_positions[row]`
+    /// (after what a cache already holds).
+    pub fn padded_continuing(
+        seqs: &[Vec<u32>],
+        side: PaddingSide,
+        pad_id: u32,
+        start_positions: &[i64],
+    ) -> Self {
         let seq = seqs.iter().map(Vec::len).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(seqs.len() * seq);
         let mut valid = Vec::with_capacity(seqs.len() * seq);
@@ -49,7 +60,7 @@ impl ForwardBatch {
             ids.extend(std::iter::repeat_n(pad_id, after));
             valid.extend(std::iter::repeat_n(false, after));
         }
-        Self::from_parts(seqs.len(), seq, ids, valid, &vec![0; seqs.len()])
+        Self::from_parts(seqs.len(), seq, ids, valid, start_positions)
     }
 
     /// Builds a batch whose real tokens continue at `start_positions[row]`.
