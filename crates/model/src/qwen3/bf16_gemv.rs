@@ -14,11 +14,13 @@
 //! Used only where it pays and is exact in kind: flex tensors, both operands bf16, at most
 //! [`MAX_ROWS`] rows, no autodiff (training keeps burn's path and its gradients).
 
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 use burn_flex::Flex;
 use half::bf16;
 use multiversion::multiversion;
 use rayon::prelude::*;
+
+use super::flex_tensor::{contiguous, from_values};
 
 /// Most activation rows handled here: decode steps of a batch of up to 8 sequences. Beyond,
 /// the product is compute-bound and the `gemm` crate's blocked kernels are the better choice.
@@ -45,17 +47,11 @@ pub fn try_linear(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     }
     let w = w.clone().try_into_primitive::<Flex>().ok()?;
     let weights: &[bf16] = w.as_slice()?;
-    let x = x.clone().try_into_primitive::<Flex>().ok()?;
-    let x: Vec<f32> = match x.as_slice::<bf16>() {
-        Some(values) => values.iter().map(|v| v.to_f32()).collect(),
-        None => x.into_data().convert::<f32>().try_into_vec::<f32>().ok()?,
-    };
+    let x = contiguous(x)?;
+    let x: Vec<f32> = x.as_slice::<bf16>()?.iter().map(|v| v.to_f32()).collect();
     let out = gemv(&x, bytemuck::cast_slice(weights), m, k, n);
     let out: Vec<bf16> = out.into_iter().map(bf16::from_f32).collect();
-    let data = TensorData::new(out, [m, n]);
-    Some(Tensor::from_primitive::<Flex>(
-        burn_flex::FlexTensor::from_data(data),
-    ))
+    Some(from_values(out, [m, n]))
 }
 
 /// `x·wᵀ` in f32, `[m, n]`, for f32 `x` `[m, k]` and bf16 bits `w` `[n, k]`.

@@ -14,12 +14,12 @@
 //! keeps burn's kernel and its gradients), a causal mask and no explicit one (unpadded prompts,
 //! right-padded evaluation batches, decode steps of unpadded sequences).
 
-use burn::tensor::{DType, Tensor, TensorData};
-use burn_flex::{Flex, FlexTensor};
+use burn::tensor::{DType, Tensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::fast_exp::exp_nonpositive;
+use super::flex_tensor::{contiguous, from_values};
 
 /// `softmax(q·kᵀ·scale + causal) · v` for `q` `[b, heads, t, d]` and `k`, `v`
 /// `[b, kv_heads, tk, d]` with `tk ≥ t` (the last `t` keys are the queries' own; query `i` sees
@@ -83,8 +83,7 @@ pub fn try_causal(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Op
             out[at..at + d].copy_from_slice(row);
         }
     }
-    let out = FlexTensor::from_data(TensorData::new(out, [b, t, heads, d]));
-    Some(Tensor::<4>::from_primitive::<Flex>(out).swap_dims(1, 2))
+    Some(from_values(out, [b, t, heads, d]).swap_dims(1, 2))
 }
 
 /// `x` `[rows, cols]` as `[cols, rows]`.
@@ -96,16 +95,6 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// The flex tensor behind `x`, laid out contiguously (a copy only when `x` is a strided view).
-fn contiguous(x: &Tensor<4>) -> Option<FlexTensor> {
-    let x = x.clone().try_into_primitive::<Flex>().ok()?;
-    Some(if x.is_contiguous() {
-        x
-    } else {
-        x.to_contiguous()
-    })
 }
 
 /// Lanes per step: one AVX-512 register of f32, two AVX2 ones.

@@ -3,11 +3,11 @@
 //! buffer. The head log-softmax ([`super::head_softmax`]) runs this on every vocabulary chunk:
 //! for training, ~10 M logits per step.
 
-use burn::tensor::{DType, Tensor, TensorData};
-use burn_flex::{Flex, FlexTensor};
+use burn::tensor::{DType, Tensor};
 use multiversion::multiversion;
 
 use super::fast_exp::exp_nonpositive;
+use super::flex_tensor::{contiguous, from_values};
 
 /// For f32 `logits` `[c, n]` (column `j` = one hidden state's logits over `c` vocabulary rows):
 /// each column's maximum `m` `[1, n]`, `exp(logits − m)` `[c, n]` and its column sums `[1, n]`.
@@ -17,24 +17,16 @@ pub fn try_shifted_exp(logits: &Tensor<2>) -> Option<(Tensor<2>, Tensor<2>, Tens
         return None;
     }
     let [c, n] = logits.dims();
-    let flex = logits.clone().try_into_primitive::<Flex>().ok()?;
-    let flex = if flex.is_contiguous() {
-        flex
-    } else {
-        flex.to_contiguous()
-    };
+    let flex = contiguous(logits)?;
     let values: &[f32] = flex.as_slice()?;
     let mut max = vec![f32::NEG_INFINITY; n];
     let mut sum = vec![0.0f32; n];
     let mut shifted = vec![0.0f32; c * n];
     shifted_exp_columns(values, n, &mut max, &mut shifted, &mut sum);
-    let tensor = |values: Vec<f32>, shape: [usize; 2]| {
-        Tensor::<2>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(values, shape)))
-    };
     Some((
-        tensor(max, [1, n]),
-        tensor(shifted, [c, n]),
-        tensor(sum, [1, n]),
+        from_values(max, [1, n]),
+        from_values(shifted, [c, n]),
+        from_values(sum, [1, n]),
     ))
 }
 

@@ -13,6 +13,8 @@ mod column_softmax;
 mod export;
 #[cfg(feature = "flex")]
 mod fast_exp;
+#[cfg(feature = "flex")]
+mod flex_tensor;
 pub mod head_softmax;
 mod layers;
 mod lora;
