@@ -45,11 +45,16 @@ impl Linear {
     }
 }
 
-/// `x·wᵀ` for `w` stored `[out, in]`: burn's matmul, or on the CPU backend for a few bf16 rows
-/// (decoding) a GEMV that reads the weights as bf16 (see `bf16_gemv`).
+/// `x·wᵀ` for `w` stored `[out, in]`: burn's matmul, or on the CPU backend medtune's own kernels
+/// without autodiff: a GEMV that reads each weight once in its stored type for a few rows
+/// (decoding, `gemv`) and an AVX-512 GEMM for f32 prompts and batches (`f32_gemm`).
 pub(crate) fn matmul_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     #[cfg(feature = "flex")]
-    if let Some(y) = super::bf16_gemv::try_linear(&x, &w) {
+    if let Some(y) = super::gemv::try_linear(&x, &w) {
+        return y;
+    }
+    #[cfg(feature = "flex")]
+    if let Some(y) = super::f32_gemm::try_linear(&x, &w) {
         return y;
     }
     x.matmul(w.transpose())

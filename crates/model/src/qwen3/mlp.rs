@@ -15,7 +15,12 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        #[cfg(feature = "flex")]
+        if let Some(h) = super::swiglu::try_swiglu(&gate, &up) {
+            return self.down_proj.forward(h);
+        }
+        self.down_proj.forward(silu(gate) * up)
     }
 }

@@ -3,8 +3,6 @@
 mod adapter;
 mod attention;
 mod batch;
-#[cfg(feature = "flex")]
-mod bf16_gemv;
 mod cache;
 #[cfg(feature = "flex")]
 mod causal_attention;
@@ -12,15 +10,21 @@ mod causal_attention;
 mod column_softmax;
 mod export;
 #[cfg(feature = "flex")]
+pub mod f32_gemm;
+#[cfg(feature = "flex")]
 mod fast_exp;
 #[cfg(feature = "flex")]
 mod flex_tensor;
+#[cfg(feature = "flex")]
+mod gemv;
 pub mod head_softmax;
 mod layers;
 mod lora;
 mod mlp;
 mod model;
 mod rope;
+#[cfg(feature = "flex")]
+mod swiglu;
 
 pub use adapter::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, AdapterInfo, adapter_config_json, peft_name};
 pub use attention::Attention;

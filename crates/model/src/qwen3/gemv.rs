@@ -1,17 +1,20 @@
-//! `x·Wᵀ` for a few rows of bf16 activations against bf16 weights on the CPU (flex) backend,
-//! reading the weights as bf16.
+//! `x·Wᵀ` for a few rows of activations on the CPU (flex) backend, reading each weight once, in
+//! its stored type (bf16 or f32).
 //!
 //! Decoding multiplies one row per sequence by every weight matrix, so it is bound by memory
-//! bandwidth: the time is the time to read the weights. burn-flex 0.22.1's bf16 matmul converts
-//! both operands to f32 on every call (`ops/matmul.rs`, `matmul_bf16`), which writes and reads
-//! every weight again as f32 per token: bf16 decoding ran 17× slower than f32. This kernel reads
-//! each bf16 weight once, widens it in registers and accumulates in f32 — the arithmetic of
-//! burn-flex's own path (bf16 inputs, f32 products and sums, one rounding to bf16) in a
-//! different summation order. Written by hand (no crate offers a bf16 GEMV); `multiversion`
-//! compiles it for AVX-512, AVX2 and NEON and picks one at run time, `rayon` splits the weight
-//! rows across threads.
+//! bandwidth: the time is the time to read the weights.
+//! - bf16: burn-flex 0.22.1's bf16 matmul converts both operands to f32 on every call
+//!   (`ops/matmul.rs`, `matmul_bf16`), which writes and reads every weight again as f32 per token:
+//!   bf16 decoding ran 17× slower than f32. Here each bf16 weight is widened in registers and
+//!   accumulated in f32 — the arithmetic of burn-flex's own path (bf16 inputs, f32 products and
+//!   sums, one rounding to bf16) in a different summation order.
+//! - f32: the `gemm` crate packs the weight for a handful of rows (the language-model head of a
+//!   batch's last tokens is 155 MB on the small preset, packed per batch); here it is read in
+//!   place.
 //!
-//! Used only where it pays and is exact in kind: flex tensors, both operands bf16, at most
+//! Written by hand (no crate offers this GEMV); `multiversion` compiles it for AVX-512, AVX2 and
+//! NEON and picks one at run time, `rayon` splits the weight rows across threads. Used only where
+//! it pays and is exact in kind: flex tensors, both operands of one dtype (bf16 or f32), at most
 //! [`MAX_ROWS`] rows, no autodiff (training keeps burn's path and its gradients).
 
 use burn::tensor::{DType, Tensor};
@@ -23,54 +26,82 @@ use rayon::prelude::*;
 use super::flex_tensor::{contiguous, from_values};
 
 /// Most activation rows handled here: decode steps of a batch of up to 8 sequences. Beyond,
-/// the product is compute-bound and the `gemm` crate's blocked kernels are the better choice.
+/// the product is compute-bound and a blocked GEMM is the better choice.
 pub const MAX_ROWS: usize = 8;
 
 /// Weight rows per parallel task: enough work to amortise scheduling (≥ 256 KiB of weights for
 /// hidden 1,024), few enough that two threads stay balanced on small matrices.
 const ROWS_PER_TASK: usize = 128;
 
-/// `x·wᵀ` as bf16 `[m, n]` for bf16 `x` `[m, k]` and bf16 `w` `[n, k]`, or `None` when this kernel
-/// does not apply (another backend or dtype, autodiff, more than [`MAX_ROWS`] rows, a strided
-/// weight): the caller then uses burn's matmul.
+/// `x·wᵀ` `[m, n]` for `x` `[m, k]` and `w` `[n, k]` both bf16 or both f32, or `None` when this
+/// kernel does not apply (another backend or dtype, autodiff, more than [`MAX_ROWS`] rows):
+/// the caller then uses burn's matmul.
 pub fn try_linear(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     let ([m, k], [n, k_w]) = (x.dims(), w.dims());
+    let dtype = x.dtype();
     if m == 0
         || m > MAX_ROWS
         || k != k_w
-        || x.dtype() != DType::BF16
-        || w.dtype() != DType::BF16
+        || !matches!(dtype, DType::BF16 | DType::F32)
+        || w.dtype() != dtype
         || x.is_autodiff()
         || w.is_autodiff()
     {
         return None;
     }
     let w = w.clone().try_into_primitive::<Flex>().ok()?;
-    let weights: &[bf16] = w.as_slice()?;
     let x = contiguous(x)?;
+    if dtype == DType::F32 {
+        let out = gemv(x.as_slice::<f32>()?, w.as_slice::<f32>()?, m, k, n);
+        return Some(from_values(out, [m, n]));
+    }
     let x: Vec<f32> = x.as_slice::<bf16>()?.iter().map(|v| v.to_f32()).collect();
-    let out = gemv(&x, bytemuck::cast_slice(weights), m, k, n);
+    let weights: &[u16] = bytemuck::cast_slice(w.as_slice::<bf16>()?);
+    let out = gemv(&x, weights, m, k, n);
     let out: Vec<bf16> = out.into_iter().map(bf16::from_f32).collect();
     Some(from_values(out, [m, n]))
 }
 
-/// `x·wᵀ` in f32, `[m, n]`, for f32 `x` `[m, k]` and bf16 bits `w` `[n, k]`.
-fn gemv(x: &[f32], w: &[u16], m: usize, k: usize, n: usize) -> Vec<f32> {
+/// A stored weight element, widened to f32 in registers.
+trait Weight: Copy + Send + Sync {
+    fn widen(self) -> f32;
+}
+
+impl Weight for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+/// bf16 bits: the top half of an f32.
+impl Weight for u16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        f32::from_bits(u32::from(self) << 16)
+    }
+}
+
+/// `x·wᵀ` in f32, `[m, n]`, for f32 `x` `[m, k]` and `w` `[n, k]`.
+fn gemv<W: Weight>(x: &[f32], w: &[W], m: usize, k: usize, n: usize) -> Vec<f32> {
     // Computed as `[n, m]` so each task writes one contiguous block, then transposed (m ≤ 8).
     let mut out_t = vec![0.0f32; n * m];
     out_t
         .par_chunks_mut(ROWS_PER_TASK * m)
         .zip(w.par_chunks(ROWS_PER_TASK * k))
         .for_each(|(out, rows)| match m {
-            1 => dot_rows::<1>(x, k, rows, out),
-            2 => dot_rows::<2>(x, k, rows, out),
-            3 => dot_rows::<3>(x, k, rows, out),
-            4 => dot_rows::<4>(x, k, rows, out),
-            5 => dot_rows::<5>(x, k, rows, out),
-            6 => dot_rows::<6>(x, k, rows, out),
-            7 => dot_rows::<7>(x, k, rows, out),
-            _ => dot_rows::<8>(x, k, rows, out),
+            1 => dot_rows::<W, 1>(x, k, rows, out),
+            2 => dot_rows::<W, 2>(x, k, rows, out),
+            3 => dot_rows::<W, 3>(x, k, rows, out),
+            4 => dot_rows::<W, 4>(x, k, rows, out),
+            5 => dot_rows::<W, 5>(x, k, rows, out),
+            6 => dot_rows::<W, 6>(x, k, rows, out),
+            7 => dot_rows::<W, 7>(x, k, rows, out),
+            _ => dot_rows::<W, 8>(x, k, rows, out),
         });
+    if m == 1 {
+        return out_t;
+    }
     let mut out = vec![0.0f32; m * n];
     for (j, row) in out_t.chunks_exact(m).enumerate() {
         for (i, v) in row.iter().enumerate() {
@@ -83,22 +114,21 @@ fn gemv(x: &[f32], w: &[u16], m: usize, k: usize, n: usize) -> Vec<f32> {
 /// Lanes per step: one AVX-512 register of f32, two AVX2 ones.
 const LANES: usize = 16;
 
-/// For each weight row `r` of `rows` (`[_, k]`, bf16 bits) and each of the `M` activation rows
-/// `x_i`, `out[r·M + i] = x_i · r`.
+/// For each weight row `r` of `rows` (`[_, k]`) and each of the `M` activation rows `x_i`,
+/// `out[r·M + i] = x_i · r`.
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+fma",
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn dot_rows<const M: usize>(x: &[f32], k: usize, rows: &[u16], out: &mut [f32]) {
+fn dot_rows<W: Weight, const M: usize>(x: &[f32], k: usize, rows: &[W], out: &mut [f32]) {
     let body = k / LANES * LANES;
     for (row, out) in rows.chunks_exact(k).zip(out.chunks_exact_mut(M)) {
         let mut acc = [[0.0f32; LANES]; M];
         for c in (0..body).step_by(LANES) {
             let mut w = [0.0f32; LANES];
-            for (w, bits) in w.iter_mut().zip(&row[c..c + LANES]) {
-                // bf16 is the top half of an f32.
-                *w = f32::from_bits(u32::from(*bits) << 16);
+            for (w, stored) in w.iter_mut().zip(&row[c..c + LANES]) {
+                *w = stored.widen();
             }
             for (acc, x) in acc.iter_mut().zip(x.chunks_exact(k)) {
                 for ((a, x), w) in acc.iter_mut().zip(&x[c..c + LANES]).zip(&w) {
@@ -109,7 +139,7 @@ fn dot_rows<const M: usize>(x: &[f32], k: usize, rows: &[u16], out: &mut [f32]) 
         for ((o, acc), x) in out.iter_mut().zip(&acc).zip(x.chunks_exact(k)) {
             let mut sum: f32 = acc.iter().sum();
             for c in body..k {
-                sum += x[c] * f32::from_bits(u32::from(row[c]) << 16);
+                sum += x[c] * row[c].widen();
             }
             *o = sum;
         }
@@ -122,6 +152,21 @@ mod tests {
 
     use super::*;
     use crate::DeviceSpec;
+
+    #[test]
+    fn equals_burns_f32_matmul() {
+        let device = DeviceSpec::Cpu.device().unwrap();
+        let (k, n) = (100, 300);
+        let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &device);
+        for m in 1..=MAX_ROWS {
+            let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
+            let got = try_linear(&x, &w).expect("f32 rows on flex are covered");
+            assert_eq!(got.dims(), [m, n]);
+            let want = x.matmul(w.clone().transpose());
+            let diff = (got - want).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-4, "m={m}: differs by {diff}");
+        }
+    }
 
     #[test]
     fn equals_burns_bf16_matmul_and_declines_what_it_does_not_cover() {
@@ -154,7 +199,7 @@ mod tests {
             "prefill-sized inputs go to gemm"
         );
         let f32_x = Tensor::<2>::zeros([1, k], &device);
-        assert!(try_linear(&f32_x, &w.clone().cast(FloatDType::F32)).is_none());
+        assert!(try_linear(&f32_x, &w).is_none(), "mixed dtypes go to burn");
         let strided = w.clone().transpose();
         let x = Tensor::<2>::zeros([1, n], &device).cast(FloatDType::BF16);
         assert!(
