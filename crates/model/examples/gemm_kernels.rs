@@ -22,6 +22,8 @@ fn main() {
     // (m, k, n, whether B is the transpose of a stored [n, k] matrix)
     for (m, k, n, bt) in [
         (2048, 256, 64, true),
+        (64, 256, 2048, true),
+        (151936, 256, 64, true),
         (64, 2048, 256, false),
         (1920, 256, 768, true),
         (1920, 768, 256, true),

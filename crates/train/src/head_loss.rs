@@ -52,7 +52,38 @@ pub fn head_nll(
     targets: &[u32],
     with_grad: bool,
 ) -> (f64, Option<Tensor<2>>) {
+    #[cfg(feature = "flex")]
+    if let Some(fused) = flex_head_nll(&hidden, &head, targets, with_grad) {
+        return fused;
+    }
     chunked_head_nll(hidden, head, targets, with_grad, CHUNKING)
+}
+
+/// [`head_nll`] by the model crate's fused CPU kernel (f32 on flex): one pass over the head for
+/// the loss and `softmax·W`; `None` where it does not apply.
+#[cfg(feature = "flex")]
+fn flex_head_nll(
+    hidden: &Tensor<2>,
+    head: &Tensor<2>,
+    targets: &[u32],
+    with_grad: bool,
+) -> Option<(f64, Option<Tensor<2>>)> {
+    use medtune_model::qwen3::fused_head::try_head_softmax;
+    let (hidden, head) = (hidden.clone().inner(), head.clone().inner());
+    let fused = try_head_softmax(&hidden, &head, targets, with_grad)?;
+    let nll: f64 = fused
+        .lse
+        .iter()
+        .zip(&fused.target_logit)
+        .map(|(l, t)| f64::from(l - t))
+        .sum();
+    let grad = fused.expected_row.map(|rows| {
+        let device = hidden.device();
+        let [n, h] = hidden.dims();
+        let index = int_tensor(targets.iter().map(|&t| t as i64).collect(), &device);
+        Tensor::<2>::from_data(TensorData::new(rows, [n, h]), &device) - head.select(0, index)
+    });
+    Some((nll, grad))
 }
 
 fn chunked_head_nll(
@@ -194,6 +225,14 @@ mod tests {
             let diff = max_abs_diff(grad.expect("asked for"), want_grad.clone());
             assert!(diff <= 1e-5, "{chunking:?}: gradient differs by {diff}");
         }
+        // The public entry: the fused CPU kernel where it applies (f32 on flex).
+        let (got, grad) = head_nll(hidden.clone(), head.clone(), &targets, true);
+        assert!(
+            (got - want).abs() <= 1e-5 * want.abs(),
+            "loss {got} vs {want}"
+        );
+        let diff = max_abs_diff(grad.expect("asked for"), want_grad);
+        assert!(diff <= 1e-5, "gradient differs by {diff}");
         let (value_only, none) = head_nll(hidden, head, &targets, false);
         assert!(none.is_none());
         assert!((value_only - want).abs() <= 1e-5 * want.abs());

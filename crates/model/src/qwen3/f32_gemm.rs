@@ -262,6 +262,14 @@ unsafe fn gemm_avx512(
         } else {
             Vec::new()
         };
+        // A is read in place unless its rows would collide in L1's sets (see `aliases`); then
+        // each block is packed as MR-row tiles, `[tile][kk][MR]`.
+        let pack_a = aliases(&a);
+        let mut packed_a = if pack_a {
+            vec![0.0f32; MC.min(m).div_ceil(MR) * MR * KC.min(k)]
+        } else {
+            Vec::new()
+        };
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             if pack {
@@ -270,6 +278,9 @@ unsafe fn gemm_avx512(
             let add = accumulate || k0 > 0;
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
+                if pack_a {
+                    pack_a_block(&a, i0, mc, k0, kc, &mut packed_a);
+                }
                 for p in 0..panels {
                     let j0 = p * NR;
                     let cols = NR.min(n - j0);
@@ -281,11 +292,35 @@ unsafe fn gemm_avx512(
                     let masks = column_masks(cols);
                     for i in (i0..i0 + mc).step_by(MR) {
                         let rows = MR.min(i0 + mc - i);
-                        let ap = a.data.as_ptr().add(i * a.rs + k0 * a.cs);
+                        let (ap, a_rs, a_cs) = if pack_a {
+                            (packed_a.as_ptr().add((i - i0) * kc), 1, MR)
+                        } else {
+                            (a.data.as_ptr().add(i * a.rs + k0 * a.cs), a.rs, a.cs)
+                        };
                         let cp = c.add(i * ldc + j0);
-                        micro(rows, kc, ap, a.rs, a.cs, bp, b_rs, masks, cp, ldc, add);
+                        micro(rows, kc, ap, a_rs, a_cs, bp, b_rs, masks, cp, ldc, add);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Whether the MR rows of a tile of row-major A fall into few L1 sets: with a row stride that is
+/// a multiple of 2 KiB (hidden 1,024 or 3,072), 12 rows share 1–2 of the 64 sets of a 32 KiB
+/// 8-way L1 and evict each other on every step.
+fn aliases(a: &MatRef) -> bool {
+    a.cs == 1 && (a.rs * 4).is_multiple_of(2048)
+}
+
+/// Packs rows `i0..i0+mc`, columns `k0..k0+kc` of A into MR-row tiles `[tile][kk][MR]`.
+fn pack_a_block(a: &MatRef, i0: usize, mc: usize, k0: usize, kc: usize, packed: &mut [f32]) {
+    for (t, tile) in packed.chunks_mut(kc * MR).take(mc.div_ceil(MR)).enumerate() {
+        let rows = MR.min(mc - t * MR);
+        for r in 0..rows {
+            let src = &a.data[(i0 + t * MR + r) * a.rs + k0 * a.cs..];
+            for kk in 0..kc {
+                tile[kk * MR + r] = src[kk * a.cs];
             }
         }
     }
@@ -300,10 +335,19 @@ fn pack_b(bt: MatRef, k0: usize, kc: usize, n: usize, packed: &mut [f32]) {
         if cols < NR {
             panel.fill(0.0);
         }
-        for jj in 0..cols {
-            let base = (j0 + jj) * bt.rs + k0 * bt.cs;
+        if bt.rs == 1 {
+            // B row-major: each of its rows gives one contiguous run of the panel.
             for kk in 0..kc {
-                panel[kk * NR + jj] = bt.data[base + kk * bt.cs];
+                let src = (k0 + kk) * bt.cs + j0;
+                panel[kk * NR..kk * NR + cols].copy_from_slice(&bt.data[src..src + cols]);
+            }
+        } else {
+            // B a transposed view: walk each stored row (a column of B) contiguously.
+            for jj in 0..cols {
+                let base = (j0 + jj) * bt.rs + k0 * bt.cs;
+                for kk in 0..kc {
+                    panel[kk * NR + jj] = bt.data[base + kk * bt.cs];
+                }
             }
         }
     }
@@ -390,6 +434,13 @@ unsafe fn micro_rows<const R: usize>(
                 )
             };
             let ak = a.add(kk * a_cs);
+            if a_cs == 1 && kk.is_multiple_of(16) {
+                // Row-major A streams from memory (the head's rows): fetch the next block of
+                // rows' cache line while this one computes. A prefetch never faults.
+                for r in 0..R {
+                    _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add((R + r) * a_rs) as *const i8);
+                }
+            }
             for r in 0..R {
                 let x = _mm512_set1_ps(*ak.add(r * a_rs));
                 lo[r] = _mm512_fmadd_ps(x, b0, lo[r]);

@@ -57,7 +57,8 @@ impl TargetLogSoftmax {
 /// The log-softmax of `hidden·headᵀ` at `targets`: `hidden` `[n, h]` and `head` `[vocab, h]` in
 /// the compute dtype, one target per row, used without autodiff. Logits are computed in the
 /// compute dtype, as the model's own head does, everything after in f32; chunks of
-/// `vocab_chunk` head rows, kept when `keep_chunks`.
+/// `vocab_chunk` head rows, kept when `keep_chunks`. On the CPU backend in f32, when the chunks
+/// are not kept, [`super::fused_head`] computes the same in one parallel pass.
 pub fn target_log_softmax(
     hidden: Tensor<2>,
     head: Tensor<2>,
@@ -70,6 +71,18 @@ pub fn target_log_softmax(
     let device = hidden.device();
     let [n, h] = hidden.dims();
     assert_eq!(n, targets.len(), "one target per hidden row");
+    #[cfg(feature = "flex")]
+    if !keep_chunks
+        && let Some(fused) = super::fused_head::try_head_softmax(&hidden, &head, targets, false)
+    {
+        let row = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, n]), &device);
+        return TargetLogSoftmax {
+            lse: row(fused.lse),
+            target_logit: row(fused.target_logit),
+            max: row(fused.max),
+            chunks: Vec::new(),
+        };
+    }
     let vocab = head.dims()[0];
     assert!(
         vocab > 0 && vocab_chunk > 0,

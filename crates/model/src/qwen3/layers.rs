@@ -47,7 +47,8 @@ impl Linear {
 
 /// `x·wᵀ` for `w` stored `[out, in]`: burn's matmul, or on the CPU backend medtune's own kernels
 /// without autodiff: a GEMV that reads each weight once in its stored type for a few rows
-/// (decoding, `gemv`) and an AVX-512 GEMM for f32 prompts and batches (`f32_gemm`).
+/// (decoding, `gemv`), an AVX-512 GEMM for f32 prompts and batches (`f32_gemm`), and the same
+/// GEMM in both directions under autodiff for training's frozen base weights (`frozen_linear`).
 pub(crate) fn matmul_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     #[cfg(feature = "flex")]
     if let Some(y) = super::gemv::try_linear(&x, &w) {
@@ -55,6 +56,10 @@ pub(crate) fn matmul_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     }
     #[cfg(feature = "flex")]
     if let Some(y) = super::f32_gemm::try_linear(&x, &w) {
+        return y;
+    }
+    #[cfg(feature = "flex")]
+    if let Some(y) = super::frozen_linear::try_frozen_linear(&x, &w) {
         return y;
     }
     x.matmul(w.transpose())

@@ -16,6 +16,10 @@ mod fast_exp;
 #[cfg(feature = "flex")]
 mod flex_tensor;
 #[cfg(feature = "flex")]
+mod frozen_linear;
+#[cfg(feature = "flex")]
+pub mod fused_head;
+#[cfg(feature = "flex")]
 mod gemv;
 pub mod head_softmax;
 mod layers;

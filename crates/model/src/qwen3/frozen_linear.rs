@@ -1,0 +1,175 @@
+//! `x·Wᵀ` for a frozen weight under autodiff on the CPU (flex) backend, forward and backward
+//! through medtune's GEMM ([`super::f32_gemm`]) instead of burn-flex's.
+//!
+//! In LoRA training every base projection is such a product: the weight never gets a gradient,
+//! the input does (`∂x = ∂y·W`). burn's autodiff records the matmul generically and runs both
+//! passes through the `gemm` crate (50–100 GFLOP/s on these shapes, against 170–200 here, see
+//! `cargo run --release -p medtune-model --example gemm_kernels`). This is a custom autodiff
+//! operation in burn's own terms (`burn_autodiff::ops::Backward`, as its built-in ops are
+//! written): one tracked parent, the input; the weight kept as state for the backward product.
+
+use burn::tensor::{DType, Tensor};
+use burn_autodiff::Autodiff;
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn_flex::{Flex, FlexTensor};
+
+use super::f32_gemm::{self, MatRef};
+use super::flex_tensor::contiguous;
+
+/// Fewest rows worth the custom operation (below, burn's matmul is as good).
+const MIN_ROWS: usize = 16;
+
+/// `x·wᵀ` `[m, n]` with the gradient flowing to `x` only, for f32 `x` `[m, k]` tracked by
+/// autodiff on flex and a frozen f32 `w` `[n, k]`; `None` when this does not apply (no autodiff,
+/// another backend or dtype, too few rows, a CPU without AVX-512): the caller then uses burn's
+/// matmul.
+pub fn try_frozen_linear(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+    let ([m, k], [_, k_w]) = (x.dims(), w.dims());
+    if m < MIN_ROWS
+        || k != k_w
+        || !x.is_autodiff()
+        || w.is_require_grad()
+        || x.dtype() != DType::F32
+        || w.dtype() != DType::F32
+        || !f32_gemm::available()
+    {
+        return None;
+    }
+    let weight = contiguous(&w.clone().inner())?;
+    // The checkpointing strategy is a type parameter of burn's autodiff backend (chosen at run
+    // time by `--gradient-checkpointing`); the tensor converts under exactly one of them.
+    macro_rules! forward_under {
+        ($strategy:ty) => {
+            if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, $strategy>>() {
+                let output = matmul_transposed(&contiguous_flex(x.primitive()), &weight)?;
+                let out = match FrozenLinear
+                    .prepare::<$strategy>([x.node()])
+                    .compute_bound()
+                    .stateful()
+                {
+                    OpsKind::Tracked(prep) => prep.finish(weight, output),
+                    OpsKind::UnTracked(prep) => prep.finish(output),
+                };
+                return Some(Tensor::from_primitive::<Autodiff<Flex, $strategy>>(out));
+            }
+        };
+    }
+    forward_under!(NoCheckpointing);
+    forward_under!(BalancedCheckpointing);
+    None
+}
+
+#[derive(Debug)]
+struct FrozenLinear;
+
+impl Backward<Flex, 1> for FrozenLinear {
+    /// The frozen weight `[n, k]`.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let weight = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            let grad = contiguous_flex(&grad);
+            matmul(&grad, &weight).expect("f32 gradient and weight")
+        });
+    }
+}
+
+fn contiguous_flex(x: &FlexTensor) -> FlexTensor {
+    if x.is_contiguous() {
+        x.clone()
+    } else {
+        x.to_contiguous()
+    }
+}
+
+/// `x·wᵀ`: x `[m, k]`, w `[n, k]`, both contiguous f32.
+fn matmul_transposed(x: &FlexTensor, w: &FlexTensor) -> Option<FlexTensor> {
+    let ([m, k], [n, _]) = (
+        x.layout().shape().dims::<2>(),
+        w.layout().shape().dims::<2>(),
+    );
+    let (xs, ws) = (x.as_slice::<f32>()?, w.as_slice::<f32>()?);
+    let mut out = vec![0.0f32; m * n];
+    f32_gemm::gemm_parallel(
+        m,
+        n,
+        k,
+        MatRef::row_major(xs, k),
+        MatRef::transposed(ws, k),
+        &mut out,
+        n,
+        false,
+    );
+    Some(flex(out, [m, n]))
+}
+
+/// `g·w`: g `[m, n]`, w `[n, k]`, both contiguous f32.
+fn matmul(g: &FlexTensor, w: &FlexTensor) -> Option<FlexTensor> {
+    let ([m, n], [_, k]) = (
+        g.layout().shape().dims::<2>(),
+        w.layout().shape().dims::<2>(),
+    );
+    let (gs, ws) = (g.as_slice::<f32>()?, w.as_slice::<f32>()?);
+    let mut out = vec![0.0f32; m * k];
+    f32_gemm::gemm_parallel(
+        m,
+        k,
+        n,
+        MatRef::row_major(gs, n),
+        MatRef::row_major(ws, k),
+        &mut out,
+        k,
+        false,
+    );
+    Some(flex(out, [m, k]))
+}
+
+fn flex(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
+    FlexTensor::from_data(burn::tensor::TensorData::new(values, shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+    use crate::DeviceSpec;
+
+    #[test]
+    fn forward_and_input_gradient_equal_burns_matmul() {
+        if !f32_gemm::available() {
+            eprintln!("no AVX-512F here: the operation is never used on this CPU");
+            return;
+        }
+        let device = DeviceSpec::Cpu.device().unwrap().autodiff();
+        let (m, k, n) = (37, 48, 70);
+        let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
+        // A downstream weighting so the incoming gradient is not all ones.
+        let r = Tensor::<2>::random([m, n], Distribution::Normal(0.0, 1.0), &device);
+
+        let x_ours = x.clone().require_grad();
+        let y = try_frozen_linear(&x_ours, &w).expect("autodiff f32 on flex");
+        let grads = (y.clone() * r.clone()).sum().backward();
+        let g_ours = x_ours.grad(&grads).expect("x has a gradient");
+
+        let x_burn = x.require_grad();
+        let y_burn = x_burn.clone().matmul(w.clone().transpose());
+        let grads = (y_burn.clone() * r).sum().backward();
+        let g_burn = x_burn.grad(&grads).unwrap();
+
+        let diff = |a: Tensor<2>, b: Tensor<2>| (a - b).abs().max().into_scalar::<f32>();
+        assert!(diff(y.inner(), y_burn.inner()) < 1e-4);
+        assert!(diff(g_ours, g_burn) < 1e-4);
+
+        let plain = Tensor::<2>::zeros([m, k], &DeviceSpec::Cpu.device().unwrap());
+        assert!(
+            try_frozen_linear(&plain, &w.inner()).is_none(),
+            "no autodiff"
+        );
+    }
+}
