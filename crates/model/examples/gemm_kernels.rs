@@ -18,11 +18,13 @@ fn time(flop: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    head_gemv();
     let device = DeviceSpec::Cpu.device().unwrap();
     // (m, k, n, whether B is the transpose of a stored [n, k] matrix)
     for (m, k, n, bt) in [
+        // the fused head's products per vocabulary chunk of 512 rows, 64 hidden states
+        (512, 256, 64, true),
         (2048, 256, 64, true),
-        (64, 256, 2048, true),
         (151936, 256, 64, true),
         (64, 2048, 256, false),
         (1920, 256, 768, true),
@@ -58,4 +60,44 @@ fn main() {
             if bt { "ᵀ" } else { "" }
         );
     }
+    // The fused head's second product: Pᵀ·W_c, P `[c, n]` read transposed in place.
+    for (n, c, h) in [(64, 512, 256), (64, 2048, 256)] {
+        let p: Vec<f32> = (0..c * n).map(|i| (i % 7) as f32 * 0.1).collect();
+        let w: Vec<f32> = (0..c * h).map(|i| (i % 5) as f32 * 0.1).collect();
+        let mut out = vec![0.0f32; n * h];
+        let flop = 2 * n * c * h;
+        let one = time(flop, || {
+            f32_gemm::gemm(
+                n,
+                h,
+                c,
+                MatRef::transposed(&p, n),
+                MatRef::row_major(&w, h),
+                &mut out,
+                h,
+                false,
+            )
+        });
+        println!("Pᵀ·W m={n} k={c} n={h}: medtune one thread {one:.0} GFLOP/s");
+    }
+}
+
+/// The language-model head at a batch's last tokens (8 rows, the small preset's 151,936 × 256
+/// f32 head), through the few-rows GEMV: memory-bound, so reported in GB/s of head read.
+#[allow(dead_code)]
+fn head_gemv() {
+    let device = DeviceSpec::Cpu.device().unwrap();
+    let (m, k, n) = (8, 256, 151_936);
+    let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &device);
+    let bytes = n * k * 4;
+    let gbs = time(bytes, || {
+        let _ = medtune_model::qwen3::gemv::try_linear(&x, &w)
+            .unwrap()
+            .into_data();
+    });
+    let burn = time(bytes, || {
+        let _ = x.clone().matmul(w.clone().transpose()).into_data();
+    });
+    println!("head GEMV m={m} k={k} n={n}: medtune {gbs:.1} GB/s, burn {burn:.1} GB/s of weights");
 }

@@ -55,6 +55,9 @@ impl Attention {
         #[cfg(feature = "flex")]
         if matches!(mask, AttentionMask::Causal)
             && let Some(ctx) = super::causal_attention::try_causal(&q, &k, &v, scale as f32)
+                .or_else(|| {
+                    super::causal_attention_grad::try_causal_autodiff(&q, &k, &v, scale as f32)
+                })
         {
             return self
                 .o_proj

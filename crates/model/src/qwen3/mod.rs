@@ -7,6 +7,8 @@ mod cache;
 #[cfg(feature = "flex")]
 mod causal_attention;
 #[cfg(feature = "flex")]
+mod causal_attention_grad;
+#[cfg(feature = "flex")]
 mod column_softmax;
 mod export;
 #[cfg(feature = "flex")]
@@ -20,7 +22,7 @@ mod frozen_linear;
 #[cfg(feature = "flex")]
 pub mod fused_head;
 #[cfg(feature = "flex")]
-mod gemv;
+pub mod gemv;
 pub mod head_softmax;
 mod layers;
 mod lora;

@@ -1,0 +1,455 @@
+//! Causal self-attention with its gradient for training on the CPU (flex) backend, f32, as a
+//! custom burn autodiff operation.
+//!
+//! burn's autodiff records attention as its generic fallback: the whole `[t, t]` score matrix of
+//! every head (the masked half included), a softmax of four ops with scalar `expf`, two batched
+//! matmuls, each kv head first copied once per query head; and the backward pass walks all of it
+//! again. That was ~20 % of a LoRA step on the small preset (`perf record` of `medtune bench
+//! train`). Here, per (sequence, kv head) and its group of query heads, in blocks of query rows,
+//! only the keys a block may see are multiplied, through medtune's GEMM ([`super::f32_gemm`]);
+//! the forward pass keeps only each row's log-sum-exp, and the backward pass recomputes the
+//! probabilities from it (flash-attention's scheme, Dao et al. 2022):
+//!
+//! ```text
+//! P = exp(scale·Q·Kᵀ − lse)      (causal: 0 above the diagonal)
+//! dV = Pᵀ·dO    dP = dO·Vᵀ    D = rowsum(P ⊙ dP)    dS = P ⊙ (dP − D)
+//! dQ = scale·dS·K    dK = scale·dSᵀ·Q
+//! ```
+//!
+//! Written by hand: no crate offers a CPU attention backward pass for burn's tensors.
+
+use burn::tensor::{DType, Tensor};
+use burn_autodiff::Autodiff;
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_flex::{Flex, FlexTensor};
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+use super::f32_gemm::{self, MatRef};
+use super::fast_exp::exp_nonpositive;
+
+/// Query rows per block: a block's scores against the keys it sees, `[64, ≤ t]`, stay in L2.
+const ROW_BLOCK: usize = 64;
+
+/// `softmax(q·kᵀ·scale + causal)·v` for `q` `[b, heads, t, d]` and `k`, `v`
+/// `[b, kv_heads, t, d]` (each kv head serving `heads / kv_heads` query heads), recorded for
+/// autodiff with the gradients above; `None` when this does not apply (no autodiff, another
+/// backend or dtype, a key cache, a CPU without AVX-512): the caller then uses burn's attention.
+pub fn try_causal_autodiff(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    scale: f32,
+) -> Option<Tensor<4>> {
+    let [b, heads, t, d] = q.dims();
+    let [kb, kv_heads, kt, kd] = k.dims();
+    let applies = [q, k, v].iter().all(|x| x.dtype() == DType::F32)
+        && q.is_autodiff()
+        && v.dims() == k.dims()
+        && (kb, kt, kd) == (b, t, d)
+        && kv_heads > 0
+        && heads % kv_heads == 0
+        && t > 0
+        && d > 0
+        && f32_gemm::available();
+    if !applies {
+        return None;
+    }
+    let dims = Dims {
+        b,
+        heads,
+        kv_heads,
+        t,
+        d,
+        scale,
+    };
+    // The checkpointing strategy is a type parameter of burn's autodiff backend (chosen at run
+    // time by `--gradient-checkpointing`); the tensors convert under exactly one of them.
+    macro_rules! forward_under {
+        ($strategy:ty) => {
+            if let (Ok(q), Ok(k), Ok(v)) = (
+                q.clone().try_into_primitive::<Autodiff<Flex, $strategy>>(),
+                k.clone().try_into_primitive::<Autodiff<Flex, $strategy>>(),
+                v.clone().try_into_primitive::<Autodiff<Flex, $strategy>>(),
+            ) {
+                let inputs = Inputs {
+                    q: contiguous(q.primitive()),
+                    k: contiguous(k.primitive()),
+                    v: contiguous(v.primitive()),
+                };
+                let (out, lse) = forward(&inputs, dims)?;
+                let out = flex(out, [b, heads, t, d]);
+                let out = match CausalAttention
+                    .prepare::<$strategy>([q.node(), k.node(), v.node()])
+                    .compute_bound()
+                    .stateful()
+                {
+                    OpsKind::Tracked(prep) => prep.finish(State { inputs, lse, dims }, out),
+                    OpsKind::UnTracked(prep) => prep.finish(out),
+                };
+                return Some(Tensor::from_primitive::<Autodiff<Flex, $strategy>>(out));
+            }
+        };
+    }
+    forward_under!(NoCheckpointing);
+    forward_under!(BalancedCheckpointing);
+    None
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    b: usize,
+    heads: usize,
+    kv_heads: usize,
+    t: usize,
+    d: usize,
+    scale: f32,
+}
+
+impl Dims {
+    fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+}
+
+/// q, k, v as contiguous flex tensors.
+#[derive(Clone, Debug)]
+struct Inputs {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+}
+
+impl Inputs {
+    fn slices(&self) -> Option<(&[f32], &[f32], &[f32])> {
+        Some((self.q.as_slice()?, self.k.as_slice()?, self.v.as_slice()?))
+    }
+}
+
+/// What the backward pass needs: the inputs and each query row's log-sum-exp.
+#[derive(Clone, Debug)]
+struct State {
+    inputs: Inputs,
+    lse: Vec<f32>,
+    dims: Dims,
+}
+
+#[derive(Debug)]
+struct CausalAttention;
+
+impl Backward<Flex, 3> for CausalAttention {
+    type State = State;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad_out = contiguous(&grads.consume::<Flex>(&ops.node));
+        let State { inputs, lse, dims } = ops.state;
+        let (dq, dk, dv) = backward(&inputs, &lse, grad_out.as_slice().expect("f32"), dims);
+        let [parent_q, parent_k, parent_v] = ops.parents;
+        let (q_shape, kv_shape) = (
+            [dims.b, dims.heads, dims.t, dims.d],
+            [dims.b, dims.kv_heads, dims.t, dims.d],
+        );
+        for (parent, grad, shape) in [
+            (parent_q, dq, q_shape),
+            (parent_k, dk, kv_shape),
+            (parent_v, dv, kv_shape),
+        ] {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, flex(grad, shape));
+            }
+        }
+    }
+}
+
+/// Output `[b, heads, t, d]` and log-sum-exp `[b, heads, t]`.
+fn forward(inputs: &Inputs, dims: Dims) -> Option<(Vec<f32>, Vec<f32>)> {
+    let Dims {
+        b,
+        heads,
+        t,
+        d,
+        scale,
+        ..
+    } = dims;
+    let (q, k, v) = inputs.slices()?;
+    let group = dims.group();
+    let mut out = vec![0.0f32; b * heads * t * d];
+    let mut lse = vec![0.0f32; b * heads * t];
+    // One task per (sequence, kv head): its query heads' outputs are one contiguous block.
+    out.par_chunks_mut(group * t * d)
+        .zip(lse.par_chunks_mut(group * t))
+        .enumerate()
+        .for_each(|(task, (out, lse))| {
+            let (kh, vh) = (&k[task * t * d..][..t * d], &v[task * t * d..][..t * d]);
+            let mut probs = vec![0.0f32; ROW_BLOCK * t];
+            for g in 0..group {
+                let head = task * group + g;
+                let qh = &q[head * t * d..][..t * d];
+                let (out, lse) = (&mut out[g * t * d..][..t * d], &mut lse[g * t..][..t]);
+                for i0 in (0..t).step_by(ROW_BLOCK) {
+                    let (rows, seen) = (ROW_BLOCK.min(t - i0), (i0 + ROW_BLOCK).min(t));
+                    let p = &mut probs[..rows * seen];
+                    scores(&qh[i0 * d..], kh, rows, seen, d, p);
+                    softmax_rows(p, i0, seen, scale, &mut lse[i0..i0 + rows]);
+                    // O = P·V[..seen]
+                    f32_gemm::gemm(
+                        rows,
+                        d,
+                        seen,
+                        MatRef::row_major(p, seen),
+                        MatRef::row_major(vh, d),
+                        &mut out[i0 * d..],
+                        d,
+                        false,
+                    );
+                }
+            }
+        });
+    Some((out, lse))
+}
+
+/// `q_rows·k[..seen]ᵀ` `[rows, seen]`, unscaled.
+fn scores(q_rows: &[f32], k: &[f32], rows: usize, seen: usize, d: usize, out: &mut [f32]) {
+    f32_gemm::gemm(
+        rows,
+        seen,
+        d,
+        MatRef::row_major(q_rows, d),
+        MatRef::transposed(k, d),
+        out,
+        seen,
+        false,
+    );
+}
+
+/// Rows `i0..` of raw scores `[rows, seen]` → their causal softmax in place (0 above the
+/// diagonal), each row's log-sum-exp of the scaled scores into `lse`.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn softmax_rows(p: &mut [f32], i0: usize, seen: usize, scale: f32, lse: &mut [f32]) {
+    for (r, (row, lse)) in p.chunks_exact_mut(seen).zip(lse.iter_mut()).enumerate() {
+        let (visible, hidden) = row.split_at_mut(i0 + r + 1);
+        hidden.fill(0.0);
+        let max = visible.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x)) * scale;
+        let mut sum = 0.0f32;
+        for x in visible.iter_mut() {
+            *x = exp_nonpositive(*x * scale - max);
+            sum += *x;
+        }
+        let inv = 1.0 / sum;
+        visible.iter_mut().for_each(|x| *x *= inv);
+        *lse = max + sum.ln();
+    }
+}
+
+/// Gradients of q `[b, heads, t, d]`, k and v `[b, kv_heads, t, d]` for the output gradient
+/// `grad_out` `[b, heads, t, d]`.
+fn backward(
+    inputs: &Inputs,
+    lse: &[f32],
+    grad_out: &[f32],
+    dims: Dims,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Dims {
+        b,
+        heads,
+        kv_heads,
+        t,
+        d,
+        scale,
+    } = dims;
+    let (q, k, v) = inputs.slices().expect("f32 inputs");
+    let group = dims.group();
+    let mut dq = vec![0.0f32; b * heads * t * d];
+    let mut dk = vec![0.0f32; b * kv_heads * t * d];
+    let mut dv = vec![0.0f32; b * kv_heads * t * d];
+    dq.par_chunks_mut(group * t * d)
+        .zip(dk.par_chunks_mut(t * d).zip(dv.par_chunks_mut(t * d)))
+        .enumerate()
+        .for_each(|(task, (dq, (dk, dv)))| {
+            let (kh, vh) = (&k[task * t * d..][..t * d], &v[task * t * d..][..t * d]);
+            let mut probs = vec![0.0f32; ROW_BLOCK * t];
+            let mut dprobs = vec![0.0f32; ROW_BLOCK * t];
+            for g in 0..group {
+                let head = task * group + g;
+                let (qh, doh) = (
+                    &q[head * t * d..][..t * d],
+                    &grad_out[head * t * d..][..t * d],
+                );
+                let (lse, dq) = (&lse[head * t..][..t], &mut dq[g * t * d..][..t * d]);
+                for i0 in (0..t).step_by(ROW_BLOCK) {
+                    let (rows, seen) = (ROW_BLOCK.min(t - i0), (i0 + ROW_BLOCK).min(t));
+                    let (q_blk, do_blk) = (&qh[i0 * d..][..rows * d], &doh[i0 * d..][..rows * d]);
+                    let p = &mut probs[..rows * seen];
+                    scores(q_blk, kh, rows, seen, d, p);
+                    recompute_probs(p, i0, seen, scale, &lse[i0..i0 + rows]);
+                    // dV[..seen] += Pᵀ·dO
+                    f32_gemm::gemm(
+                        seen,
+                        d,
+                        rows,
+                        MatRef::transposed(p, seen),
+                        MatRef::row_major(do_blk, d),
+                        dv,
+                        d,
+                        true,
+                    );
+                    // dP = dO·V[..seen]ᵀ
+                    let dp = &mut dprobs[..rows * seen];
+                    f32_gemm::gemm(
+                        rows,
+                        seen,
+                        d,
+                        MatRef::row_major(do_blk, d),
+                        MatRef::transposed(vh, d),
+                        dp,
+                        seen,
+                        false,
+                    );
+                    // dS·scale, into dp
+                    score_grads(p, dp, seen, scale);
+                    // dQ = dS·K[..seen]
+                    f32_gemm::gemm(
+                        rows,
+                        d,
+                        seen,
+                        MatRef::row_major(dp, seen),
+                        MatRef::row_major(kh, d),
+                        &mut dq[i0 * d..],
+                        d,
+                        false,
+                    );
+                    // dK[..seen] += dSᵀ·Q
+                    f32_gemm::gemm(
+                        seen,
+                        d,
+                        rows,
+                        MatRef::transposed(dp, seen),
+                        MatRef::row_major(q_blk, d),
+                        dk,
+                        d,
+                        true,
+                    );
+                }
+            }
+        });
+    (dq, dk, dv)
+}
+
+/// Raw scores → P = exp(scale·s − lse), 0 above the diagonal.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn recompute_probs(p: &mut [f32], i0: usize, seen: usize, scale: f32, lse: &[f32]) {
+    for (r, (row, lse)) in p.chunks_exact_mut(seen).zip(lse).enumerate() {
+        let (visible, hidden) = row.split_at_mut(i0 + r + 1);
+        hidden.fill(0.0);
+        for x in visible.iter_mut() {
+            // ≤ 0 up to rounding: lse is at least the row's largest scaled score.
+            *x = exp_nonpositive((*x * scale - lse).min(0.0));
+        }
+    }
+}
+
+/// dP → scale·P ⊙ (dP − rowsum(P ⊙ dP)), in place.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn score_grads(p: &[f32], dp: &mut [f32], seen: usize, scale: f32) {
+    for (p_row, dp_row) in p.chunks_exact(seen).zip(dp.chunks_exact_mut(seen)) {
+        let dot: f32 = p_row.iter().zip(dp_row.iter()).map(|(p, g)| p * g).sum();
+        for (g, p) in dp_row.iter_mut().zip(p_row) {
+            *g = scale * p * (*g - dot);
+        }
+    }
+}
+
+fn contiguous(x: &FlexTensor) -> FlexTensor {
+    if x.is_contiguous() {
+        x.clone()
+    } else {
+        x.to_contiguous()
+    }
+}
+
+fn flex<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(burn::tensor::TensorData::new(values, shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+
+    use super::*;
+    use crate::DeviceSpec;
+
+    /// burn's attention under autodiff, kv heads repeated as transformers' `repeat_kv` does.
+    fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f32) -> Tensor<4> {
+        let [b, heads, t, d] = q.dims();
+        let kv_heads = k.dims()[1];
+        let repeat = |x: Tensor<4>| {
+            x.unsqueeze_dim::<5>(2)
+                .expand([b, kv_heads, heads / kv_heads, t, d])
+                .reshape([b, heads, t, d])
+        };
+        let options = AttentionModuleOptions {
+            scale: Some(scale as f64),
+            softcap: None,
+            is_causal: true,
+        };
+        attention(q, repeat(k), repeat(v), None, None, options)
+    }
+
+    #[test]
+    fn output_and_gradients_equal_burns_attention() {
+        if !f32_gemm::available() {
+            eprintln!("no AVX-512F here: the operation is never used on this CPU");
+            return;
+        }
+        let device = DeviceSpec::Cpu.device().unwrap().autodiff();
+        // Two row blocks (the second short), GQA groups of 3, a head dim off the lane width.
+        for (b, heads, kv_heads, t, d) in [(2, 6, 2, 70, 40), (1, 2, 2, 5, 16)] {
+            let normal = Distribution::Normal(0.0, 1.0);
+            let q = Tensor::<4>::random([b, heads, t, d], normal, &device);
+            let k = Tensor::<4>::random([b, kv_heads, t, d], normal, &device);
+            let v = Tensor::<4>::random([b, kv_heads, t, d], normal, &device);
+            let r = Tensor::<4>::random([b, heads, t, d], normal, &device);
+            let scale = 1.0 / (d as f32).sqrt();
+            let run = |ours: bool| {
+                let (q, k, v) = (
+                    q.clone().require_grad(),
+                    k.clone().require_grad(),
+                    v.clone().require_grad(),
+                );
+                let out = if ours {
+                    try_causal_autodiff(&q, &k, &v, scale).expect("autodiff f32 on flex")
+                } else {
+                    reference(q.clone(), k.clone(), v.clone(), scale)
+                };
+                let grads = (out.clone() * r.clone()).sum().backward();
+                let grad = |x: &Tensor<4>| x.grad(&grads).expect("a gradient");
+                (out.inner(), grad(&q), grad(&k), grad(&v))
+            };
+            let (ours, theirs) = (run(true), run(false));
+            let diff = |a: Tensor<4>, b: Tensor<4>| (a - b).abs().max().into_scalar::<f32>();
+            assert!(diff(ours.0, theirs.0) < 1e-5, "output");
+            assert!(diff(ours.1, theirs.1) < 1e-4, "dq");
+            assert!(diff(ours.2, theirs.2) < 1e-4, "dk");
+            assert!(diff(ours.3, theirs.3) < 1e-4, "dv");
+        }
+        let plain = Tensor::<4>::zeros([1, 2, 3, 4], &DeviceSpec::Cpu.device().unwrap());
+        assert!(try_causal_autodiff(&plain, &plain, &plain, 0.5).is_none());
+    }
+}
