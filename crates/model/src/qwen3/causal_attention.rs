@@ -18,8 +18,13 @@ use burn::tensor::{DType, Tensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::causal_attention_grad::{Dims, causal_forward};
 use super::fast_exp::exp_nonpositive;
 use super::flex_tensor::{contiguous, from_values};
+
+/// Shortest prompt sent to the blocked GEMM path; decode steps (a cache, one or a few queries)
+/// and short prompts keep the row-by-row kernel below.
+const BLOCKED_MIN_LEN: usize = 32;
 
 /// `softmax(q·kᵀ·scale + causal) · v` for `q` `[b, heads, t, d]` and `k`, `v`
 /// `[b, kv_heads, tk, d]` with `tk ≥ t` (the last `t` keys are the queries' own; query `i` sees
@@ -44,6 +49,21 @@ pub fn try_causal(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Op
     }
     let (q, k, v) = (contiguous(q)?, contiguous(k)?, contiguous(v)?);
     let (q, k, v): (&[f32], &[f32], &[f32]) = (q.as_slice()?, k.as_slice()?, v.as_slice()?);
+    if kt == t && t >= BLOCKED_MIN_LEN && super::f32_gemm::available() {
+        // A whole prompt: blocks of query rows against the keys they see, through the GEMM
+        // (the training kernel's forward pass; 2.5–3× this file's row kernel at these lengths,
+        // `cargo run --release -p medtune-model --example attention_kernels`).
+        let dims = Dims {
+            b,
+            heads,
+            kv_heads,
+            t,
+            d,
+            scale,
+        };
+        let (out, _) = causal_forward(q, k, v, dims);
+        return Some(from_values(out, [b, heads, t, d]));
+    }
     let group = heads / kv_heads;
     let (head_len, kv_len) = (t * d, kt * d);
     let past = kt - t;
@@ -215,9 +235,11 @@ mod tests {
     fn equals_burns_causal_attention() {
         let device = DeviceSpec::Cpu.device().unwrap();
         // Head dims below, at and beyond one vector of lanes; GQA 2:1 and 1:1; one query; keys
-        // already cached before the queries (a decode step, a continued prompt).
+        // already cached before the queries (a decode step, a continued prompt); prompts of 32
+        // tokens or more take the blocked path, over one block and over three.
         for (b, heads, kv_heads, t, kt, d) in [
             (2, 4, 2, 37, 37, 20),
+            (1, 4, 2, 150, 150, 32),
             (1, 2, 2, 5, 5, 16),
             (3, 2, 1, 1, 1, 64),
             (2, 4, 2, 1, 30, 24),

@@ -28,7 +28,7 @@ use burn_flex::{Flex, FlexTensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::f32_gemm::{self, MatRef};
+use super::f32_gemm::{self, MatRef, PackedB};
 use super::fast_exp::exp_nonpositive;
 
 /// Query rows per block: a block's scores against the keys it sees, `[64, ≤ t]`, stay in L2.
@@ -99,14 +99,15 @@ pub fn try_causal_autodiff(
     None
 }
 
+/// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
-struct Dims {
-    b: usize,
-    heads: usize,
-    kv_heads: usize,
-    t: usize,
-    d: usize,
-    scale: f32,
+pub struct Dims {
+    pub b: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub t: usize,
+    pub d: usize,
+    pub scale: f32,
 }
 
 impl Dims {
@@ -166,6 +167,14 @@ impl Backward<Flex, 3> for CausalAttention {
 
 /// Output `[b, heads, t, d]` and log-sum-exp `[b, heads, t]`.
 fn forward(inputs: &Inputs, dims: Dims) -> Option<(Vec<f32>, Vec<f32>)> {
+    let (q, k, v) = inputs.slices()?;
+    Some(causal_forward(q, k, v, dims))
+}
+
+/// Causal attention without a key cache by row blocks through the GEMM: the output
+/// `[b, heads, t, d]` and each query row's log-sum-exp `[b, heads, t]`, for contiguous f32 `q`
+/// `[b, heads, t, d]` and `k`, `v` `[b, kv_heads, t, d]`.
+pub fn causal_forward(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> (Vec<f32>, Vec<f32>) {
     let Dims {
         b,
         heads,
@@ -174,7 +183,6 @@ fn forward(inputs: &Inputs, dims: Dims) -> Option<(Vec<f32>, Vec<f32>)> {
         scale,
         ..
     } = dims;
-    let (q, k, v) = inputs.slices()?;
     let group = dims.group();
     let mut out = vec![0.0f32; b * heads * t * d];
     let mut lse = vec![0.0f32; b * heads * t];
@@ -184,7 +192,10 @@ fn forward(inputs: &Inputs, dims: Dims) -> Option<(Vec<f32>, Vec<f32>)> {
         .enumerate()
         .for_each(|(task, (out, lse))| {
             let (kh, vh) = (&k[task * t * d..][..t * d], &v[task * t * d..][..t * d]);
+            // Kᵀ packed once for every block of every query head of the group.
+            let keys_t = PackedB::new(MatRef::transposed(kh, d), d, t);
             let mut probs = vec![0.0f32; ROW_BLOCK * t];
+            let mut inv_sum = [0.0f32; ROW_BLOCK];
             for g in 0..group {
                 let head = task * group + g;
                 let qh = &q[head * t * d..][..t * d];
@@ -192,58 +203,76 @@ fn forward(inputs: &Inputs, dims: Dims) -> Option<(Vec<f32>, Vec<f32>)> {
                 for i0 in (0..t).step_by(ROW_BLOCK) {
                     let (rows, seen) = (ROW_BLOCK.min(t - i0), (i0 + ROW_BLOCK).min(t));
                     let p = &mut probs[..rows * seen];
-                    scores(&qh[i0 * d..], kh, rows, seen, d, p);
-                    softmax_rows(p, i0, seen, scale, &mut lse[i0..i0 + rows]);
-                    // O = P·V[..seen]
+                    scores(&qh[i0 * d..], &keys_t, rows, seen, d, p);
+                    let lse = &mut lse[i0..i0 + rows];
+                    softmax_rows(p, i0, seen, scale, lse, &mut inv_sum[..rows]);
+                    // O = P·V[..seen], then each row divided by its sum.
+                    let out = &mut out[i0 * d..][..rows * d];
                     f32_gemm::gemm(
                         rows,
                         d,
                         seen,
                         MatRef::row_major(p, seen),
                         MatRef::row_major(vh, d),
-                        &mut out[i0 * d..],
+                        out,
                         d,
                         false,
                     );
+                    for (row, inv) in out.chunks_exact_mut(d).zip(&inv_sum) {
+                        row.iter_mut().for_each(|x| *x *= inv);
+                    }
                 }
             }
         });
-    Some((out, lse))
+    (out, lse)
 }
 
-/// `q_rows·k[..seen]ᵀ` `[rows, seen]`, unscaled.
-fn scores(q_rows: &[f32], k: &[f32], rows: usize, seen: usize, d: usize, out: &mut [f32]) {
-    f32_gemm::gemm(
+/// `q_rows·k[..seen]ᵀ` `[rows, seen]`, unscaled, from the packed `kᵀ`.
+fn scores(q_rows: &[f32], keys_t: &PackedB, rows: usize, seen: usize, d: usize, out: &mut [f32]) {
+    f32_gemm::gemm_packed(
         rows,
         seen,
-        d,
         MatRef::row_major(q_rows, d),
-        MatRef::transposed(k, d),
+        keys_t,
         out,
         seen,
         false,
     );
 }
 
-/// Rows `i0..` of raw scores `[rows, seen]` → their causal softmax in place (0 above the
-/// diagonal), each row's log-sum-exp of the scaled scores into `lse`.
+/// Rows `i0..` of raw scores `[rows, seen]` → their unnormalised causal softmax in place,
+/// exp(scale·s − max) (0 above the diagonal), each row's log-sum-exp of the scaled scores into
+/// `lse` and the reciprocal of its sum into `inv_sum` (the output rows are scaled after the
+/// product with V: one pass fewer over the block).
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+fma",
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn softmax_rows(p: &mut [f32], i0: usize, seen: usize, scale: f32, lse: &mut [f32]) {
-    for (r, (row, lse)) in p.chunks_exact_mut(seen).zip(lse.iter_mut()).enumerate() {
+fn softmax_rows(
+    p: &mut [f32],
+    i0: usize,
+    seen: usize,
+    scale: f32,
+    lse: &mut [f32],
+    inv_sum: &mut [f32],
+) {
+    let rows = p
+        .chunks_exact_mut(seen)
+        .zip(lse.iter_mut().zip(inv_sum.iter_mut()));
+    for (r, (row, (lse, inv_sum))) in rows.enumerate() {
         let (visible, hidden) = row.split_at_mut(i0 + r + 1);
         hidden.fill(0.0);
-        let max = visible.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x)) * scale;
-        let mut sum = 0.0f32;
-        for x in visible.iter_mut() {
-            *x = exp_nonpositive(*x * scale - max);
-            sum += *x;
+        let max = lane_max(visible) * scale;
+        let mut lanes = [0.0f32; LANES];
+        for chunk in visible.chunks_mut(LANES) {
+            for (x, s) in chunk.iter_mut().zip(lanes.iter_mut()) {
+                *x = exp_nonpositive(*x * scale - max);
+                *s += *x;
+            }
         }
-        let inv = 1.0 / sum;
-        visible.iter_mut().for_each(|x| *x *= inv);
+        let sum: f32 = lanes.iter().sum();
+        *inv_sum = 1.0 / sum;
         *lse = max + sum.ln();
     }
 }
@@ -274,6 +303,8 @@ fn backward(
         .enumerate()
         .for_each(|(task, (dq, (dk, dv)))| {
             let (kh, vh) = (&k[task * t * d..][..t * d], &v[task * t * d..][..t * d]);
+            let keys_t = PackedB::new(MatRef::transposed(kh, d), d, t);
+            let values_t = PackedB::new(MatRef::transposed(vh, d), d, t);
             let mut probs = vec![0.0f32; ROW_BLOCK * t];
             let mut dprobs = vec![0.0f32; ROW_BLOCK * t];
             for g in 0..group {
@@ -287,7 +318,7 @@ fn backward(
                     let (rows, seen) = (ROW_BLOCK.min(t - i0), (i0 + ROW_BLOCK).min(t));
                     let (q_blk, do_blk) = (&qh[i0 * d..][..rows * d], &doh[i0 * d..][..rows * d]);
                     let p = &mut probs[..rows * seen];
-                    scores(q_blk, kh, rows, seen, d, p);
+                    scores(q_blk, &keys_t, rows, seen, d, p);
                     recompute_probs(p, i0, seen, scale, &lse[i0..i0 + rows]);
                     // dV[..seen] += Pᵀ·dO
                     f32_gemm::gemm(
@@ -302,12 +333,11 @@ fn backward(
                     );
                     // dP = dO·V[..seen]ᵀ
                     let dp = &mut dprobs[..rows * seen];
-                    f32_gemm::gemm(
+                    f32_gemm::gemm_packed(
                         rows,
                         seen,
-                        d,
                         MatRef::row_major(do_blk, d),
-                        MatRef::transposed(vh, d),
+                        &values_t,
                         dp,
                         seen,
                         false,
@@ -367,11 +397,32 @@ fn recompute_probs(p: &mut [f32], i0: usize, seen: usize, scale: f32, lse: &[f32
 ))]
 fn score_grads(p: &[f32], dp: &mut [f32], seen: usize, scale: f32) {
     for (p_row, dp_row) in p.chunks_exact(seen).zip(dp.chunks_exact_mut(seen)) {
-        let dot: f32 = p_row.iter().zip(dp_row.iter()).map(|(p, g)| p * g).sum();
+        let mut lanes = [0.0f32; LANES];
+        for (p, g) in p_row.chunks(LANES).zip(dp_row.chunks(LANES)) {
+            for ((acc, p), g) in lanes.iter_mut().zip(p).zip(g) {
+                *acc += p * g;
+            }
+        }
+        let dot = lanes.iter().sum::<f32>();
         for (g, p) in dp_row.iter_mut().zip(p_row) {
             *g = scale * p * (*g - dot);
         }
     }
+}
+
+/// Lanes of the reductions below: an ordered `f32` sum or maximum over a slice does not vectorise
+/// (the compiler may not reassociate it); sixteen running lanes, combined at the end, do.
+const LANES: usize = 16;
+
+#[inline(always)]
+fn lane_max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for chunk in values.chunks(LANES) {
+        for (m, x) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(*x);
+        }
+    }
+    lanes.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x))
 }
 
 fn contiguous(x: &FlexTensor) -> FlexTensor {

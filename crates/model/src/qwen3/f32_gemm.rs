@@ -90,6 +90,73 @@ impl<'a> MatRef<'a> {
     }
 }
 
+/// The right-hand operand as the kernel reads it.
+#[derive(Clone, Copy)]
+enum Rhs<'a> {
+    View(MatRef<'a>),
+    Packed(&'a PackedB),
+}
+
+/// A right-hand operand `[k, n]` packed once for several products (attention's keys, read by
+/// every block of query rows): per depth block of `KC`, panels of `NR` columns,
+/// `[panel][kk][NR]`, zero-padded.
+pub struct PackedB {
+    data: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedB {
+    pub fn new(b: MatRef, k: usize, n: usize) -> Self {
+        check_bounds(k, n, &b);
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0.0f32; k * panels * NR];
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            pack_b(
+                b.t(),
+                k0,
+                kc,
+                n,
+                &mut data[k0 * panels * NR..][..kc * panels * NR],
+            );
+        }
+        Self { data, k, n }
+    }
+
+    fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+}
+
+/// [`gemm`] with a packed right-hand side, of which the first `n` columns are used.
+pub fn gemm_packed(
+    m: usize,
+    n: usize,
+    a: MatRef,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let k = b.k;
+    assert!(available(), "f32_gemm needs AVX-512F");
+    assert!(n <= b.n, "more columns than were packed");
+    check_bounds(m, k, &a);
+    assert!(
+        m == 0 || n == 0 || c.len() >= (m - 1) * ldc + n,
+        "c too small"
+    );
+    if m == 0 || n == 0 || k == 0 {
+        return gemm(m, n, k, a, MatRef::row_major(&[], n), c, ldc, accumulate);
+    }
+    // SAFETY: AVX-512F checked, a and c bounds checked above, b packed for k × n.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        gemm_avx512(m, n, k, a, Rhs::Packed(b), c.as_mut_ptr(), ldc, accumulate)
+    }
+}
+
 /// Rows of the result a micro-kernel computes.
 const MR: usize = 12;
 /// Columns of the result a micro-kernel computes: two AVX-512 vectors.
@@ -164,7 +231,7 @@ unsafe fn gemm_unchecked(
     // SAFETY: AVX-512F was checked above; a and b were bounds-checked, c by the caller.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        gemm_avx512(m, n, k, a, b, c, ldc, accumulate)
+        gemm_avx512(m, n, k, a, Rhs::View(b), c, ldc, accumulate)
     }
 }
 
@@ -246,7 +313,7 @@ unsafe fn gemm_avx512(
     n: usize,
     k: usize,
     a: MatRef,
-    b: MatRef,
+    b: Rhs,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
@@ -254,9 +321,15 @@ unsafe fn gemm_avx512(
     // SAFETY: the caller upholds this function's contract (AVX-512F, bounds).
     unsafe {
         let panels = n.div_ceil(NR);
-        // B is read in place when its rows are contiguous; otherwise each depth block is packed
-        // into panels of NR columns (zero-padded), `[panel][kk][NR]`.
-        let pack = b.cs != 1;
+        // B is read in place when its rows are contiguous, or was packed by the caller;
+        // otherwise each depth block is packed here into panels of NR columns (zero-padded),
+        // `[panel][kk][NR]`.
+        let (view, prepacked) = match b {
+            Rhs::View(view) => (view, None),
+            Rhs::Packed(packed) => (MatRef::row_major(&[], 0), Some(packed)),
+        };
+        let b = view;
+        let pack = prepacked.is_none() && b.cs != 1;
         let mut packed = if pack {
             vec![0.0f32; panels * KC.min(k) * NR]
         } else {
@@ -284,7 +357,12 @@ unsafe fn gemm_avx512(
                 for p in 0..panels {
                     let j0 = p * NR;
                     let cols = NR.min(n - j0);
-                    let (bp, b_rs) = if pack {
+                    let (bp, b_rs) = if let Some(pre) = prepacked {
+                        (
+                            pre.data.as_ptr().add(k0 * pre.panels() * NR + p * kc * NR),
+                            NR,
+                        )
+                    } else if pack {
                         (packed.as_ptr().add(p * kc * NR), NR)
                     } else {
                         (b.data.as_ptr().add(k0 * b.rs + j0), b.rs)
@@ -484,6 +562,25 @@ mod tests {
                 ((x >> 8) % 2001) as f32 / 1000.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn packed_right_operand_gives_the_same_products() {
+        if !available() {
+            return;
+        }
+        for (m, n, k, used) in [(20, 70, 300, 70), (13, 64, 32, 40), (5, 33, 7, 1)] {
+            let a = values(m * k, 3);
+            let b = values(n * k, 4);
+            let (a, bt) = (MatRef::row_major(&a, k), MatRef::transposed(&b, k));
+            let packed = PackedB::new(bt, k, n);
+            let want = reference(m, used, k, &a, &bt);
+            let mut c = vec![0.0f32; m * used];
+            gemm_packed(m, used, a, &packed, &mut c, used, false);
+            for (g, w) in c.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-4, "{m}x{used}x{k}: {g} vs {w}");
+            }
+        }
     }
 
     #[test]

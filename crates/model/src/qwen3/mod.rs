@@ -5,9 +5,9 @@ mod attention;
 mod batch;
 mod cache;
 #[cfg(feature = "flex")]
-mod causal_attention;
+pub mod causal_attention;
 #[cfg(feature = "flex")]
-mod causal_attention_grad;
+pub mod causal_attention_grad;
 #[cfg(feature = "flex")]
 mod column_softmax;
 mod export;
