@@ -1,5 +1,6 @@
 //! `medtune`: fine-tune, evaluate and serve Qwen3 for medical multiple-choice questions.
 
+mod allocator;
 mod commands;
 mod common;
 
@@ -41,6 +42,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    allocator::tune_for_tensors();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MEDTUNE_LOG")
