@@ -328,18 +328,8 @@ fn score_targets(
     out
 }
 
-/// `log Σ exp(x)` in f64.
-pub fn log_sum_exp(values: &[f32]) -> f64 {
-    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    if !max.is_finite() {
-        return max;
-    }
-    max + values
-        .iter()
-        .map(|&v| (v as f64 - max).exp())
-        .sum::<f64>()
-        .ln()
-}
+/// `log Σ exp(x)` of a row of logits (the model crate's vectorised one, summed in f64).
+pub use medtune_model::qwen3::log_sum_exp;
 
 fn log_sum_exp_f64(values: &[f64]) -> f64 {
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);

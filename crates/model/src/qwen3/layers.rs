@@ -82,6 +82,10 @@ impl RmsNorm {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        #[cfg(feature = "flex")]
+        if let Some(y) = super::norm_rope::try_rms_norm(&x, &self.weight.val(), self.eps) {
+            return y;
+        }
         let dtype = x.dtype();
         let x = to_f32(x);
         let inv_rms = x

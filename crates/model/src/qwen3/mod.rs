@@ -13,7 +13,6 @@ mod column_softmax;
 mod export;
 #[cfg(feature = "flex")]
 pub mod f32_gemm;
-#[cfg(feature = "flex")]
 mod fast_exp;
 #[cfg(feature = "flex")]
 mod flex_tensor;
@@ -24,10 +23,13 @@ pub mod fused_head;
 #[cfg(feature = "flex")]
 pub mod gemv;
 pub mod head_softmax;
+pub use head_softmax::log_sum_exp;
 mod layers;
 mod lora;
 mod mlp;
 mod model;
+#[cfg(feature = "flex")]
+mod norm_rope;
 mod rope;
 #[cfg(feature = "flex")]
 mod swiglu;

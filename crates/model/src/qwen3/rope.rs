@@ -71,6 +71,10 @@ impl Rope {
 impl RopeTables {
     /// Applies the rotation to `x` of shape `[batch, heads, seq, head_dim]`.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        if let Some(y) = super::norm_rope::try_rope(&x, &self.cos, &self.sin) {
+            return y;
+        }
         let hd = x.dims()[3];
         let half = hd / 2;
         let x1 = x.clone().narrow(3, 0, half);

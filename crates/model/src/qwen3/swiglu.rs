@@ -5,6 +5,7 @@
 
 use burn::tensor::{DType, Tensor};
 use multiversion::multiversion;
+use rayon::prelude::*;
 
 use super::fast_exp::exp_nonpositive;
 use super::flex_tensor::{contiguous, from_values};
@@ -22,9 +23,16 @@ pub fn try_swiglu<const D: usize>(gate: &Tensor<D>, up: &Tensor<D>) -> Option<Te
     }
     let (g, u) = (contiguous(gate)?, contiguous(up)?);
     let mut out = vec![0.0f32; gate.dims().iter().product()];
-    swiglu(g.as_slice()?, u.as_slice()?, &mut out);
+    let (g, u) = (g.as_slice()?, u.as_slice()?);
+    // Split across threads: the rest of the MLP (its products) runs on all of them.
+    out.par_chunks_mut(PER_TASK)
+        .zip(g.par_chunks(PER_TASK).zip(u.par_chunks(PER_TASK)))
+        .for_each(|(out, (g, u))| swiglu(g, u, out));
     Some(from_values(out, gate.dims()))
 }
+
+/// Values per parallel task (256 KiB of output).
+const PER_TASK: usize = 1 << 16;
 
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+fma",
