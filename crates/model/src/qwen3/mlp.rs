@@ -18,7 +18,9 @@ impl Mlp {
         let gate = self.gate_proj.forward(x.clone());
         let up = self.up_proj.forward(x);
         #[cfg(feature = "flex")]
-        if let Some(h) = super::swiglu::try_swiglu(&gate, &up) {
+        if let Some(h) = super::swiglu::try_swiglu(&gate, &up)
+            .or_else(|| super::swiglu::try_swiglu_autodiff(&gate, &up))
+        {
             return self.down_proj.forward(h);
         }
         self.down_proj.forward(silu(gate) * up)
