@@ -1,40 +1,151 @@
-//! RMSNorm and rotary embeddings for inference on the CPU (flex) backend, f32 without autodiff,
-//! each one parallel pass instead of burn's chain of six or seven operations (square, mean,
-//! add, sqrt, reciprocal, two products; narrow, negate, concatenate, two products, a sum), each
-//! writing a fresh buffer on one thread: together ~7 % of `medtune bench eval`. Written by hand
-//! (they are a few lines each); `multiversion` vectorises them for AVX-512, AVX2 and NEON.
+//! RMSNorm and rotary embeddings on the CPU (flex) backend in f32, each one parallel pass
+//! instead of burn's chain of six or seven operations (square, mean, add, sqrt, reciprocal, two
+//! products; narrow, negate, concatenate, two products, a sum), each writing a fresh buffer on
+//! one thread: together ~7 % of `medtune bench eval`. Under autodiff (training) each is one
+//! custom operation whose backward pass is one pass too (the norm's weight is frozen, as every
+//! base weight in LoRA training):
+//!
+//! ```text
+//! RMSNorm  y = x·r·w, r = 1/√(mean(x²) + ε):   ∂x = r·g − x·r³·mean(g ⊙ x),  g = w ⊙ ∂y
+//! RoPE     y₁ = x₁c − x₂s,  y₂ = x₂c + x₁s:      ∂x₁ = ∂y₁c + ∂y₂s,  ∂x₂ = ∂y₂c − ∂y₁s
+//! ```
+//!
+//! Written by hand (they are a few lines each); `multiversion` vectorises them for AVX-512,
+//! AVX2 and NEON.
 
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_autodiff::Autodiff;
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn_flex::{Flex, FlexTensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::flex_tensor::{contiguous, from_values};
 
+/// Runs `$body` with `$x` as the autodiff primitive of `$tensor` under whichever checkpointing
+/// strategy it carries (a type parameter of burn's autodiff backend, chosen at run time by
+/// `--gradient-checkpointing`), returning from the enclosing function; falls through when the
+/// tensor is not an autodiff flex tensor.
+macro_rules! under_autodiff {
+    ($tensor:expr, |$x:ident, $strategy:ident| $body:expr) => {{
+        {
+            type $strategy = NoCheckpointing;
+            if let Ok($x) = $tensor
+                .clone()
+                .try_into_primitive::<Autodiff<Flex, $strategy>>()
+            {
+                return $body;
+            }
+        }
+        {
+            type $strategy = BalancedCheckpointing;
+            if let Ok($x) = $tensor
+                .clone()
+                .try_into_primitive::<Autodiff<Flex, $strategy>>()
+            {
+                return $body;
+            }
+        }
+    }};
+}
+
+fn contiguous_flex(x: &FlexTensor) -> FlexTensor {
+    if x.is_contiguous() {
+        x.clone()
+    } else {
+        x.to_contiguous()
+    }
+}
+
+fn flex_like(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
+}
+
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 256;
 
 /// `x / sqrt(mean(x²) + eps) · weight` over the last dimension, as `Qwen3RMSNorm` computes it
-/// in f32; `None` when not f32 on flex without autodiff.
+/// in f32, recorded as one operation under autodiff; `None` when not f32 on flex or when the
+/// weight is trained.
 pub fn try_rms_norm<const D: usize>(
     x: &Tensor<D>,
     weight: &Tensor<1>,
     eps: f64,
 ) -> Option<Tensor<D>> {
-    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || x.is_autodiff() {
-        return None;
-    }
     let dims = x.dims();
     let width = dims[D - 1];
-    if weight.dims()[0] != width || width == 0 {
+    if x.dtype() != DType::F32
+        || weight.dtype() != DType::F32
+        || weight.is_require_grad()
+        || weight.dims()[0] != width
+        || width == 0
+    {
         return None;
     }
-    let (xs, ws) = (contiguous(x)?, contiguous(&weight.clone().inner())?);
-    let (xs, ws) = (xs.as_slice::<f32>()?, ws.as_slice::<f32>()?);
-    let mut out = vec![0.0f32; xs.len()];
+    let weight = contiguous(&weight.clone().inner())?;
+    if !x.is_autodiff() {
+        let xs = contiguous(x)?;
+        let (out, _) = rms_norm(xs.as_slice()?, weight.as_slice()?, eps as f32);
+        return Some(from_values(out, dims));
+    }
+    under_autodiff!(x, |x, S| {
+        let input = contiguous_flex(x.primitive());
+        let (out, inv_rms) = rms_norm(input.as_slice()?, weight.as_slice()?, eps as f32);
+        let out = flex_like(out, &input);
+        let out = match RmsNormOp
+            .prepare::<S>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((input, weight, inv_rms), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Some(Tensor::from_primitive::<Autodiff<Flex, S>>(out))
+    });
+    None
+}
+
+/// The normalised rows and each row's 1/√(mean(x²) + ε).
+fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let width = weight.len();
+    let mut out = vec![0.0f32; x.len()];
+    let mut inv_rms = vec![0.0f32; x.len() / width];
     out.par_chunks_mut(ROWS_PER_TASK * width)
-        .zip(xs.par_chunks(ROWS_PER_TASK * width))
-        .for_each(|(out, xs)| rms_norm_rows(xs, ws, eps as f32, out));
-    Some(from_values(out, dims))
+        .zip(inv_rms.par_chunks_mut(ROWS_PER_TASK))
+        .zip(x.par_chunks(ROWS_PER_TASK * width))
+        .for_each(|((out, inv), x)| rms_norm_rows(x, weight, eps, out, inv));
+    (out, inv_rms)
+}
+
+#[derive(Debug)]
+struct RmsNormOp;
+
+impl Backward<Flex, 1> for RmsNormOp {
+    /// The input, the (frozen) weight and each row's 1/rms.
+    type State = (FlexTensor, FlexTensor, Vec<f32>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (input, weight, inv_rms) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            let grad = contiguous_flex(&grad);
+            let (x, w) = (
+                input.as_slice::<f32>().unwrap(),
+                weight.as_slice::<f32>().unwrap(),
+            );
+            let dy = grad.as_slice::<f32>().expect("f32");
+            let width = w.len();
+            let mut dx = vec![0.0f32; x.len()];
+            dx.par_chunks_mut(ROWS_PER_TASK * width)
+                .zip(x.par_chunks(ROWS_PER_TASK * width))
+                .zip(dy.par_chunks(ROWS_PER_TASK * width))
+                .zip(inv_rms.par_chunks(ROWS_PER_TASK))
+                .for_each(|(((dx, x), dy), inv)| rms_norm_grad_rows(x, w, dy, inv, dx));
+            flex_like(dx, &input)
+        });
+    }
 }
 
 #[multiversion(targets(
@@ -42,9 +153,33 @@ pub fn try_rms_norm<const D: usize>(
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+fn rms_norm_grad_rows(x: &[f32], weight: &[f32], dy: &[f32], inv_rms: &[f32], dx: &mut [f32]) {
     let width = weight.len();
-    for (row, out) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+    let rows = x.chunks_exact(width).zip(dy.chunks_exact(width));
+    for (((x, dy), dx), &r) in rows.zip(dx.chunks_exact_mut(width)).zip(inv_rms) {
+        let mut lanes = [0.0f32; 16];
+        for ((xs, ds), ws) in x.chunks(16).zip(dy.chunks(16)).zip(weight.chunks(16)) {
+            for (((s, x), d), w) in lanes.iter_mut().zip(xs).zip(ds).zip(ws) {
+                *s += x * d * w;
+            }
+        }
+        let mean = lanes.iter().sum::<f32>() / width as f32;
+        let k = r * r * r * mean;
+        for (((o, x), d), w) in dx.iter_mut().zip(x).zip(dy).zip(weight) {
+            *o = r * w * d - x * k;
+        }
+    }
+}
+
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], inv_rms: &mut [f32]) {
+    let width = weight.len();
+    let rows = x.chunks_exact(width).zip(out.chunks_exact_mut(width));
+    for ((row, out), inv_rms) in rows.zip(inv_rms.iter_mut()) {
         let mut lanes = [0.0f32; 16];
         for chunk in row.chunks(16) {
             for (s, v) in lanes.iter_mut().zip(chunk) {
@@ -52,20 +187,21 @@ fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
             }
         }
         let inv = 1.0 / (lanes.iter().sum::<f32>() / width as f32 + eps).sqrt();
+        *inv_rms = inv;
         for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
             *o = v * inv * w;
         }
     }
 }
 
-/// `x·cos + rotate_half(x)·sin` for `x` `[b, heads, t, d]` and tables `[b or 1, 1, t, d]`;
-/// `None` when not f32 on flex without autodiff.
+/// `x·cos + rotate_half(x)·sin` for `x` `[b, heads, t, d]` and tables `[b or 1, 1, t, d]`,
+/// recorded as one operation under autodiff; `None` when not f32 on flex.
 pub fn try_rope(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tensor<4>> {
     let [b, heads, t, d] = x.dims();
     let [cb, one, ct, cd] = cos.dims();
-    let applies = [x, cos, sin]
-        .iter()
-        .all(|v| v.dtype() == DType::F32 && !v.is_autodiff())
+    let applies = [x, cos, sin].iter().all(|v| v.dtype() == DType::F32)
+        && !cos.is_require_grad()
+        && !sin.is_require_grad()
         && sin.dims() == cos.dims()
         && (one, ct, cd) == (1, t, d)
         && (cb == b || cb == 1)
@@ -74,22 +210,78 @@ pub fn try_rope(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tenso
     if !applies {
         return None;
     }
-    let (xs, cs, ss) = (contiguous(x)?, contiguous(cos)?, contiguous(sin)?);
-    let (xs, cs, ss) = (
-        xs.as_slice::<f32>()?,
-        cs.as_slice::<f32>()?,
-        ss.as_slice::<f32>()?,
-    );
-    let mut out = vec![0.0f32; xs.len()];
-    // One task per (sequence, head): its `[t, d]` block against the sequence's tables.
-    out.par_chunks_mut(t * d)
-        .zip(xs.par_chunks(t * d))
-        .enumerate()
-        .for_each(|(bh, (out, xs))| {
-            let table = if cb == 1 { 0 } else { bh / heads } * t * d;
-            rope_rows(xs, &cs[table..][..t * d], &ss[table..][..t * d], d, out);
+    let tables = Tables {
+        cos: contiguous(&cos.clone().inner())?,
+        sin: contiguous(&sin.clone().inner())?,
+        per_sequence: cb != 1,
+        heads,
+        t,
+        d,
+    };
+    if !x.is_autodiff() {
+        let xs = contiguous(x)?;
+        let out = tables.rotate(xs.as_slice()?, false)?;
+        return Some(from_values(out, [b, heads, t, d]));
+    }
+    under_autodiff!(x, |x, S| {
+        let input = contiguous_flex(x.primitive());
+        let out = flex_like(tables.rotate(input.as_slice()?, false)?, &input);
+        let out = match RopeOp.prepare::<S>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(tables, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Some(Tensor::from_primitive::<Autodiff<Flex, S>>(out))
+    });
+    None
+}
+
+/// cos and sin `[b or 1, 1, t, d]`, contiguous.
+#[derive(Clone, Debug)]
+struct Tables {
+    cos: FlexTensor,
+    sin: FlexTensor,
+    per_sequence: bool,
+    heads: usize,
+    t: usize,
+    d: usize,
+}
+
+impl Tables {
+    /// The rotation of `x` `[b, heads, t, d]`, or its transpose (`inverse`: the backward pass,
+    /// the rotation by −angle).
+    fn rotate(&self, x: &[f32], inverse: bool) -> Option<Vec<f32>> {
+        let (cs, ss) = (self.cos.as_slice::<f32>()?, self.sin.as_slice::<f32>()?);
+        let (heads, block) = (self.heads, self.t * self.d);
+        let mut out = vec![0.0f32; x.len()];
+        // One task per (sequence, head): its `[t, d]` block against the sequence's tables.
+        out.par_chunks_mut(block)
+            .zip(x.par_chunks(block))
+            .enumerate()
+            .for_each(|(bh, (out, xs))| {
+                let table = if self.per_sequence { bh / heads } else { 0 } * block;
+                let (c, s) = (&cs[table..][..block], &ss[table..][..block]);
+                rope_rows(xs, c, s, self.d, if inverse { -1.0 } else { 1.0 }, out);
+            });
+        Some(out)
+    }
+}
+
+#[derive(Debug)]
+struct RopeOp;
+
+impl Backward<Flex, 1> for RopeOp {
+    type State = Tables;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let tables = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            let grad = contiguous_flex(&grad);
+            let dx = tables
+                .rotate(grad.as_slice().expect("f32"), true)
+                .expect("f32 tables");
+            flex_like(dx, &grad)
         });
-    Some(from_values(out, [b, heads, t, d]))
+    }
 }
 
 #[multiversion(targets(
@@ -97,7 +289,7 @@ pub fn try_rope(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tenso
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn rope_rows(x: &[f32], cos: &[f32], sin: &[f32], d: usize, out: &mut [f32]) {
+fn rope_rows(x: &[f32], cos: &[f32], sin: &[f32], d: usize, direction: f32, out: &mut [f32]) {
     let half = d / 2;
     for (((x, c), s), o) in x
         .chunks_exact(d)
@@ -108,8 +300,9 @@ fn rope_rows(x: &[f32], cos: &[f32], sin: &[f32], d: usize, out: &mut [f32]) {
         let (x1, x2) = x.split_at(half);
         let (o1, o2) = o.split_at_mut(half);
         for i in 0..half {
-            o1[i] = x1[i] * c[i] - x2[i] * s[i];
-            o2[i] = x2[i] * c[half + i] + x1[i] * s[half + i];
+            let (s1, s2) = (direction * s[i], direction * s[half + i]);
+            o1[i] = x1[i] * c[i] - x2[i] * s1;
+            o2[i] = x2[i] * c[half + i] + x1[i] * s2;
         }
     }
 }
@@ -142,6 +335,72 @@ mod tests {
             .recip();
         let want = x * inv * w.unsqueeze::<3>();
         assert!(diff(got, want) < 1e-5);
+    }
+
+    /// Values and input gradients of `ours` and of `theirs` (burn's ops) for one input.
+    fn compare_autodiff<const D: usize>(
+        x: Tensor<D>,
+        ours: impl Fn(&Tensor<D>) -> Tensor<D>,
+        theirs: impl Fn(Tensor<D>) -> Tensor<D>,
+    ) -> (f32, f32) {
+        let r = x.random_like(Distribution::Normal(0.0, 1.0));
+        let run = |use_ours: bool| {
+            let x = x.clone().require_grad();
+            let y = if use_ours {
+                ours(&x)
+            } else {
+                theirs(x.clone())
+            };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            (y.inner(), x.grad(&grads).unwrap())
+        };
+        let ((y1, g1), (y2, g2)) = (run(true), run(false));
+        (diff(y1, y2), diff(g1, g2))
+    }
+
+    #[test]
+    fn autodiff_ops_have_burns_values_and_gradients() {
+        let device = DeviceSpec::Cpu.device().unwrap().autodiff();
+        let x = Tensor::<3>::random([2, 70, 40], Distribution::Normal(0.0, 2.0), &device);
+        let w = Tensor::<1>::random([40], Distribution::Normal(1.0, 0.3), &device);
+        let eps = 1e-6;
+        let (value, grad) = compare_autodiff(
+            x,
+            |x| try_rms_norm(x, &w, eps).expect("autodiff f32 on flex"),
+            |x| {
+                let inv = x
+                    .clone()
+                    .square()
+                    .mean_dim(2)
+                    .add_scalar(eps)
+                    .sqrt()
+                    .recip();
+                x * inv * w.clone().unsqueeze::<3>()
+            },
+        );
+        assert!(value < 1e-5 && grad < 1e-4, "rms norm: {value}, {grad}");
+
+        let (b, heads, t, d) = (2, 3, 7, 16);
+        let rope = Rope::new(d, 10_000.0);
+        let positions: Vec<i64> = (0..b * t).map(|i| (i % t + i / t * 5) as i64).collect();
+        let tables = rope.tables(&positions, b, t, DType::F32, &device);
+        let x = Tensor::<4>::random([b, heads, t, d], Distribution::Normal(0.0, 1.0), &device);
+        let half = d / 2;
+        let (value, grad) = compare_autodiff(
+            x,
+            |x| try_rope(x, &tables.cos, &tables.sin).expect("autodiff f32 on flex"),
+            |x| {
+                let rotated = Tensor::cat(
+                    vec![
+                        x.clone().narrow(3, half, half).neg(),
+                        x.clone().narrow(3, 0, half),
+                    ],
+                    3,
+                );
+                x * tables.cos.clone() + rotated * tables.sin.clone()
+            },
+        );
+        assert!(value < 1e-5 && grad < 1e-5, "rope: {value}, {grad}");
     }
 
     #[test]
