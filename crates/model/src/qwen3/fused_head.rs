@@ -16,7 +16,7 @@ use burn_flex::Flex;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::f32_gemm::{self, MatRef};
+use super::f32_gemm::{self, MatRef, PackedB};
 use super::fast_exp::exp_nonpositive;
 use super::flex_tensor::contiguous;
 
@@ -106,6 +106,8 @@ fn head_softmax(
     let ranges = (rayon::current_num_threads() * 4).max(1);
     let per_range = vocab.div_ceil(ranges);
     let chunk = chunk.min(per_range);
+    // hᵀ, the right operand of every chunk's first product, packed once for all of them.
+    let hidden_t = PackedB::new(MatRef::transposed(hidden, h), h, n);
     let partials: Vec<Partial> = (0..vocab.div_ceil(per_range))
         .into_par_iter()
         .map(|r| {
@@ -115,7 +117,17 @@ fn head_softmax(
             let mut logits = vec![0.0f32; chunk * n];
             for c0 in (v0..v1).step_by(chunk) {
                 let c1 = (c0 + chunk).min(v1);
-                absorb_chunk(hidden, head, n, h, targets, c0, c1, &mut logits, &mut part);
+                absorb_chunk(
+                    &hidden_t,
+                    head,
+                    n,
+                    h,
+                    targets,
+                    c0,
+                    c1,
+                    &mut logits,
+                    &mut part,
+                );
             }
             part
         })
@@ -126,7 +138,7 @@ fn head_softmax(
 /// Adds vocabulary rows `c0..c1` to `part`.
 #[allow(clippy::too_many_arguments)]
 fn absorb_chunk(
-    hidden: &[f32],
+    hidden_t: &PackedB,
     head: &[f32],
     n: usize,
     h: usize,
@@ -140,16 +152,7 @@ fn absorb_chunk(
     let rows = &head[c0 * h..c1 * h];
     let logits = &mut logits[..c * n];
     // Transposed logits `[c, n]` = W_c·hᵀ: the head rows are read in place.
-    f32_gemm::gemm(
-        c,
-        n,
-        h,
-        MatRef::row_major(rows, h),
-        MatRef::transposed(hidden, h),
-        logits,
-        n,
-        false,
-    );
+    f32_gemm::gemm_packed(c, n, MatRef::row_major(rows, h), hidden_t, logits, n, false);
     for (j, &t) in targets.iter().enumerate() {
         if (c0..c1).contains(&(t as usize)) {
             part.target_logit[j] = logits[(t as usize - c0) * n + j];
