@@ -93,17 +93,8 @@ fn matmul_transposed(x: &FlexTensor, w: &FlexTensor) -> Option<FlexTensor> {
         w.layout().shape().dims::<2>(),
     );
     let (xs, ws) = (x.as_slice::<f32>()?, w.as_slice::<f32>()?);
-    let mut out = vec![0.0f32; m * n];
-    f32_gemm::gemm_parallel(
-        m,
-        n,
-        k,
-        MatRef::row_major(xs, k),
-        MatRef::transposed(ws, k),
-        &mut out,
-        n,
-        false,
-    );
+    let out =
+        f32_gemm::matmul_parallel(m, n, k, MatRef::row_major(xs, k), MatRef::transposed(ws, k));
     Some(flex(out, [m, n]))
 }
 
@@ -114,17 +105,8 @@ fn matmul(g: &FlexTensor, w: &FlexTensor) -> Option<FlexTensor> {
         w.layout().shape().dims::<2>(),
     );
     let (gs, ws) = (g.as_slice::<f32>()?, w.as_slice::<f32>()?);
-    let mut out = vec![0.0f32; m * k];
-    f32_gemm::gemm_parallel(
-        m,
-        k,
-        n,
-        MatRef::row_major(gs, n),
-        MatRef::row_major(ws, k),
-        &mut out,
-        k,
-        false,
-    );
+    let out =
+        f32_gemm::matmul_parallel(m, k, n, MatRef::row_major(gs, n), MatRef::row_major(ws, k));
     Some(flex(out, [m, k]))
 }
 
