@@ -136,6 +136,55 @@ impl Weight for u16 {
     fn widen(self) -> f32 {
         f32::from_bits(u32::from(self) << 16)
     }
+
+    fn dot_rows_fast(x: &[f32], k: usize, m: usize, rows: &[u16], out: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if k.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: as for f32 weights below; 16 bf16 values are read per step.
+            unsafe {
+                match m {
+                    1 => dot_rows_bf16_avx512::<1>(x, k, rows, out),
+                    2 => dot_rows_bf16_avx512::<2>(x, k, rows, out),
+                    3 => dot_rows_bf16_avx512::<3>(x, k, rows, out),
+                    4 => dot_rows_bf16_avx512::<4>(x, k, rows, out),
+                    5 => dot_rows_bf16_avx512::<5>(x, k, rows, out),
+                    6 => dot_rows_bf16_avx512::<6>(x, k, rows, out),
+                    7 => dot_rows_bf16_avx512::<7>(x, k, rows, out),
+                    _ => dot_rows_bf16_avx512::<8>(x, k, rows, out),
+                }
+            }
+            return true;
+        }
+        let _ = (x, k, m, rows, out);
+        false
+    }
+}
+
+/// [`dot_rows`] for bf16 weights with AVX-512 intrinsics: 16 weights widened to f32 by a
+/// zero-extension and a shift (bf16 is the top half of an f32), accumulators in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_rows_bf16_avx512<const M: usize>(x: &[f32], k: usize, rows: &[u16], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let count = rows.len() / k;
+    assert!(x.len() >= M * k && out.len() >= count * M);
+    for (r, row) in rows.chunks_exact(k).enumerate() {
+        let mut acc = [_mm512_setzero_ps(); M];
+        for c in (0..k).step_by(16) {
+            // SAFETY: c + 16 ≤ k (k is a multiple of 16), inside `row` and each of x's rows.
+            unsafe {
+                let bits = _mm256_loadu_si256(row.as_ptr().add(c).cast());
+                let w = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)));
+                _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(c + 2048) as *const i8);
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(_mm512_loadu_ps(x.as_ptr().add(i * k + c)), w, *acc);
+                }
+            }
+        }
+        for (i, acc) in acc.into_iter().enumerate() {
+            out[i * count + r] = _mm512_reduce_add_ps(acc);
+        }
+    }
 }
 
 /// `x·wᵀ` in f32, `[m, n]`, for f32 `x` `[m, k]` and `w` `[n, k]`.
@@ -215,7 +264,15 @@ mod tests {
     #[test]
     fn equals_burns_f32_matmul() {
         let device = DeviceSpec::Cpu.device().unwrap();
-        let (k, n) = (100, 300);
+        // k = 100: the portable loop; k = 64: the AVX-512 kernel where the CPU has it.
+        for k in [100, 64] {
+            equals_burns_f32_matmul_at(k, &device);
+        }
+    }
+
+    fn equals_burns_f32_matmul_at(k: usize, device: &burn::tensor::Device) {
+        let device = device.clone();
+        let n = 300;
         let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &device);
         for m in 1..=MAX_ROWS {
             let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
@@ -228,30 +285,41 @@ mod tests {
     }
 
     #[test]
-    fn equals_burns_bf16_matmul_and_declines_what_it_does_not_cover() {
+    fn equals_burns_bf16_matmul() {
         let device = DeviceSpec::Cpu.device().unwrap();
-        // k not a multiple of the lane count, n not a multiple of the task size.
+        // n not a multiple of the task size; k = 64 takes the AVX-512 kernel where the CPU has
+        // it, k = 100 (not a multiple of the lane count) the portable loop.
+        let n = 300;
+        for k in [64, 100] {
+            let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &device)
+                .cast(FloatDType::BF16);
+            for m in 1..=MAX_ROWS {
+                let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device)
+                    .cast(FloatDType::BF16);
+                let got = try_linear(&x, &w).expect("bf16 rows on flex are covered");
+                assert_eq!(got.dims(), [m, n]);
+                assert_eq!(got.dtype(), DType::BF16);
+                let want = x.clone().matmul(w.clone().transpose());
+                let got = got.cast(FloatDType::F32);
+                let want = want.cast(FloatDType::F32);
+                // Both sum f32 products and round once to bf16 (8 bits of mantissa): summation
+                // order moves a result by at most one bf16 step, 2⁻⁸ relative.
+                let scale = want.clone().abs().max().into_scalar::<f32>();
+                let diff = (got - want).abs().max().into_scalar::<f32>();
+                assert!(
+                    diff <= scale / 128.0,
+                    "k={k} m={m}: differs by {diff} (scale {scale})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn declines_what_it_does_not_cover() {
+        let device = DeviceSpec::Cpu.device().unwrap();
         let (k, n) = (100, 300);
         let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &device)
             .cast(FloatDType::BF16);
-        for m in 1..=MAX_ROWS {
-            let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device)
-                .cast(FloatDType::BF16);
-            let got = try_linear(&x, &w).expect("bf16 rows on flex are covered");
-            assert_eq!(got.dims(), [m, n]);
-            assert_eq!(got.dtype(), DType::BF16);
-            let want = x.clone().matmul(w.clone().transpose());
-            let got = got.cast(FloatDType::F32);
-            let want = want.cast(FloatDType::F32);
-            // Both sum f32 products and round once to bf16 (8 bits of mantissa): summation
-            // order moves a result by at most one bf16 step, 2⁻⁸ relative.
-            let scale = want.clone().abs().max().into_scalar::<f32>();
-            let diff = (got - want).abs().max().into_scalar::<f32>();
-            assert!(
-                diff <= scale / 128.0,
-                "m={m}: differs by {diff} (scale {scale})"
-            );
-        }
         let many = Tensor::<2>::zeros([MAX_ROWS + 1, k], &device).cast(FloatDType::BF16);
         assert!(
             try_linear(&many, &w).is_none(),
