@@ -14,6 +14,7 @@ use medtune_model::qwen3::head_softmax::{VOCAB_CHUNK, target_log_softmax};
 use medtune_model::qwen3::{ForwardBatch, KvCache, LoadedModel, PaddingSide};
 use medtune_text::Tokenizer;
 use medtune_text::mcq::{McqChatOptions, McqPrompt, render_mcq_prompt};
+use rayon::prelude::*;
 
 /// What the model's answer line starts with; the letter comes next.
 pub const ANSWER_PREFIX: &str = "Answer:";
@@ -171,7 +172,27 @@ fn letter_scores(letters: &[char], logps: &[f64]) -> LetterScores {
 /// f32 logits `[rows * vocab]` of the last token of each sequence. The rows are right-padded
 /// (so the fused causal attention needs no padding mask) and the head is applied only at each
 /// row's last real token.
+///
+/// On the CPU the batch is cut into one part per thread and the parts run side by side, each
+/// through the whole model: every operation then has a core of its own, where splitting each
+/// operation across the cores left one idle during the single-threaded steps between the
+/// products and woke it for each product (`medtune bench eval`: ~1.3× more questions/s). A
+/// row's logits do not depend on the rows beside it, so the result is the same.
 pub fn last_logits(model: &LoadedModel, seqs: &[Vec<u32>], pad_id: u32) -> Vec<f32> {
+    let threads = rayon::current_num_threads();
+    if model.on_cpu() && threads > 1 && seqs.len() > 1 {
+        let per_part = seqs.len().div_ceil(threads);
+        let parts: Vec<Vec<f32>> = seqs
+            .par_chunks(per_part)
+            .map(|part| batch_last_logits(model, part, pad_id))
+            .collect();
+        return parts.concat();
+    }
+    batch_last_logits(model, seqs, pad_id)
+}
+
+/// [`last_logits`] of one batch, in one forward pass.
+fn batch_last_logits(model: &LoadedModel, seqs: &[Vec<u32>], pad_id: u32) -> Vec<f32> {
     let batch = ForwardBatch::padded(seqs, PaddingSide::Right, pad_id);
     let hidden = model.forward(&batch, None);
     let device = hidden.device();

@@ -1,5 +1,6 @@
 //! Option scoring against the model's own logits on a tiny random Qwen3: the batched
-//! single-token path, the continuation path and padding must all agree with unbatched logits.
+//! single-token path (on the CPU a batch split into one part per thread), the continuation path
+//! and padding must all agree with unbatched logits.
 
 use medtune_eval::scoring::{
     LetterQuery, continuation_logprobs, score_letter_queries, shared_prefix_continuation_logprobs,

@@ -47,6 +47,21 @@ fn frozen<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
     Param::from_tensor(t).set_require_grad(false)
 }
 
+impl LoadedModel {
+    /// Whether the model computes on the CPU backend (where batches are split across threads
+    /// rather than each operation, see `medtune_eval::scoring::last_logits`).
+    pub fn on_cpu(&self) -> bool {
+        #[cfg(feature = "flex")]
+        {
+            self.device == Device::flex()
+        }
+        #[cfg(not(feature = "flex"))]
+        {
+            false
+        }
+    }
+}
+
 impl Qwen3 {
     /// Loads every tensor of a Hugging Face Qwen3 checkpoint from `source`, converted to `dtype`.
     pub fn load(
