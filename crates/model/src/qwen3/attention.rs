@@ -41,12 +41,19 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
-        let q = heads(self.q_proj.forward(x.clone()), nh);
-        let k = heads(self.k_proj.forward(x.clone()), nkv);
-        let v = heads(self.v_proj.forward(x), nkv);
-        let q = rope.apply(self.q_norm.forward(q));
-        let k = rope.apply(self.k_norm.forward(k));
+        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
+        // The per-head norms run before the heads move to dim 1: a norm over the last dim
+        // does not care about the order of the others, and the projections' layout is
+        // contiguous as it is (no copy for the norm's kernel).
+        let q = self
+            .q_norm
+            .forward(heads(self.q_proj.forward(x.clone()), nh));
+        let k = self
+            .k_norm
+            .forward(heads(self.k_proj.forward(x.clone()), nkv));
+        let v = heads(self.v_proj.forward(x), nkv).swap_dims(1, 2);
+        let q = rope.apply(q.swap_dims(1, 2));
+        let k = rope.apply(k.swap_dims(1, 2));
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),

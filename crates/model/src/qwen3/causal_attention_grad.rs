@@ -419,7 +419,8 @@ fn lane_max(values: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     for chunk in values.chunks(LANES) {
         for (m, x) in lanes.iter_mut().zip(chunk) {
-            *m = m.max(*x);
+            // Not `f32::max`: its NaN rule keeps the loop from becoming one `vmaxps`.
+            *m = if *x > *m { *x } else { *m };
         }
     }
     lanes.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x))
