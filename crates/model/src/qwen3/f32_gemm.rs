@@ -408,6 +408,156 @@ unsafe fn gemm_avx512(
     }
 }
 
+/// Rows of the gate-and-up micro-kernel: 6 rows × 32 columns × 2 products = 24 registers.
+const MR_SWIGLU: usize = 6;
+
+/// `silu(a·gate) ⊙ (a·up)` `[m, n]` for `a` `[m, k]` and `gate`, `up` `[k, n]` (the MLP's weights
+/// as transposed views), across threads: both products and SwiGLU's element-wise step in one
+/// pass. Each output tile's gate and up sums stay in registers and only the activation is
+/// written (separately, the two `[m, n]` products are written, read back and a third buffer
+/// written: ~4 % of an evaluation, plus a product call). No depth blocking: a panel of each
+/// weight, `k × 32`, stays in L2 for `k` up to a few thousand.
+pub fn matmul_swiglu(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    gate: MatRef,
+    up: MatRef,
+) -> Vec<f32> {
+    assert!(available(), "f32_gemm needs AVX-512F");
+    check_bounds(m, k, &a);
+    check_bounds(k, n, &gate);
+    check_bounds(k, n, &up);
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0.0; m * n];
+    }
+    let mut out: Vec<std::mem::MaybeUninit<f32>> = Vec::with_capacity(m * n);
+    let threads = rayon::current_num_threads().max(1);
+    let panels = n.div_ceil(NR);
+    let per_task = panels.div_ceil(threads) * NR;
+    // SAFETY: MaybeUninit needs no initialisation; the tasks below write every element of the
+    // m × n block once (disjoint column ranges, every valid cell of every tile).
+    unsafe {
+        out.set_len(m * n);
+        let c = SharedMut(out.as_mut_ptr().cast());
+        (0..n.div_ceil(per_task)).into_par_iter().for_each(|t| {
+            let j0 = t * per_task;
+            let cols = per_task.min(n - j0);
+            let gate = MatRef {
+                data: &gate.data[j0 * gate.cs..],
+                ..gate
+            };
+            let up = MatRef {
+                data: &up.data[j0 * up.cs..],
+                ..up
+            };
+            swiglu_columns(m, cols, k, a, gate, up, c.get().add(j0), n);
+        });
+        let mut out = std::mem::ManuallyDrop::new(out);
+        Vec::from_raw_parts(out.as_mut_ptr().cast::<f32>(), out.len(), out.capacity())
+    }
+}
+
+/// [`matmul_swiglu`] for `cols` columns on the calling thread, into c at row stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn swiglu_columns(
+    m: usize,
+    cols: usize,
+    k: usize,
+    a: MatRef,
+    gate: MatRef,
+    up: MatRef,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let panels = cols.div_ceil(NR);
+    let mut packed_gate = vec![0.0f32; panels * k * NR];
+    let mut packed_up = vec![0.0f32; panels * k * NR];
+    pack_b(gate.t(), 0, k, cols, &mut packed_gate);
+    pack_b(up.t(), 0, k, cols, &mut packed_up);
+    for i0 in (0..m).step_by(MC) {
+        let mc = MC.min(m - i0);
+        for p in 0..panels {
+            let j0 = p * NR;
+            let masks = column_masks(NR.min(cols - j0));
+            let (gp, up_p) = (&packed_gate[p * k * NR..], &packed_up[p * k * NR..]);
+            for i in (i0..i0 + mc).step_by(MR_SWIGLU) {
+                let rows = MR_SWIGLU.min(i0 + mc - i);
+                // SAFETY: AVX-512F checked by the caller; a's rows i.. and the panels hold k
+                // steps; c's tile lies in the caller's block.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    let ap = a.data.as_ptr().add(i * a.rs);
+                    let cp = c.add(i * ldc + j0);
+                    macro_rules! dispatch {
+                        ($($r:literal)*) => {
+                            match rows {
+                                $($r => micro_swiglu::<$r>(
+                                    k, ap, a.rs, a.cs, gp.as_ptr(), up_p.as_ptr(), masks, cp, ldc,
+                                ),)*
+                                _ => unreachable!(),
+                            }
+                        };
+                    }
+                    dispatch!(1 2 3 4 5 6)
+                }
+            }
+        }
+    }
+}
+
+/// R × 32 tile: the gate and up sums over all of k in registers, then `silu(g)·u` stored.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_swiglu<const R: usize>(
+    k: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    gate: *const f32,
+    up: *const f32,
+    (mlo, mhi): (u16, u16),
+    c: *mut f32,
+    ldc: usize,
+) {
+    // SAFETY: the caller upholds this function's contract (AVX-512F, bounds).
+    unsafe {
+        let mut g_lo = [_mm512_setzero_ps(); R];
+        let mut g_hi = [_mm512_setzero_ps(); R];
+        let mut u_lo = [_mm512_setzero_ps(); R];
+        let mut u_hi = [_mm512_setzero_ps(); R];
+        for kk in 0..k {
+            let (gk, uk) = (gate.add(kk * NR), up.add(kk * NR));
+            let (g0, g1) = (_mm512_loadu_ps(gk), _mm512_loadu_ps(gk.add(16)));
+            let (u0, u1) = (_mm512_loadu_ps(uk), _mm512_loadu_ps(uk.add(16)));
+            let ak = a.add(kk * a_cs);
+            for r in 0..R {
+                let x = _mm512_set1_ps(*ak.add(r * a_rs));
+                g_lo[r] = _mm512_fmadd_ps(x, g0, g_lo[r]);
+                g_hi[r] = _mm512_fmadd_ps(x, g1, g_hi[r]);
+                u_lo[r] = _mm512_fmadd_ps(x, u0, u_lo[r]);
+                u_hi[r] = _mm512_fmadd_ps(x, u1, u_hi[r]);
+            }
+        }
+        let mut g = [0.0f32; NR];
+        let mut u = [0.0f32; NR];
+        for r in 0..R {
+            _mm512_storeu_ps(g.as_mut_ptr(), g_lo[r]);
+            _mm512_storeu_ps(g.as_mut_ptr().add(16), g_hi[r]);
+            _mm512_storeu_ps(u.as_mut_ptr(), u_lo[r]);
+            _mm512_storeu_ps(u.as_mut_ptr().add(16), u_hi[r]);
+            for (g, u) in g.iter_mut().zip(&u) {
+                *g = super::swiglu::silu(*g) * u;
+            }
+            let cr = c.add(r * ldc);
+            _mm512_mask_storeu_ps(cr, mlo, _mm512_loadu_ps(g.as_ptr()));
+            _mm512_mask_storeu_ps(cr.add(16), mhi, _mm512_loadu_ps(g.as_ptr().add(16)));
+        }
+    }
+}
+
 /// Whether the MR rows of a tile of row-major A fall into few L1 sets: with a row stride that is
 /// a multiple of 2 KiB (hidden 1,024 or 3,072), 12 rows share 1–2 of the 64 sets of a 32 KiB
 /// 8-way L1 and evict each other on every step.
@@ -586,6 +736,31 @@ mod tests {
                 ((x >> 8) % 2001) as f32 / 1000.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn gate_and_up_with_swiglu_equal_the_separate_products() {
+        if !available() {
+            return;
+        }
+        for (m, n, k) in [(13, 70, 40), (100, 33, 300), (7, 96, 1024)] {
+            let a = values(m * k, 5);
+            let (g, u) = (values(n * k, 6), values(n * k, 7));
+            let (a, gt, ut) = (
+                MatRef::row_major(&a, k),
+                MatRef::transposed(&g, k),
+                MatRef::transposed(&u, k),
+            );
+            let (gate, up) = (reference(m, n, k, &a, &gt), reference(m, n, k, &a, &ut));
+            let got = matmul_swiglu(m, n, k, a, gt, ut);
+            for ((h, g), u) in got.iter().zip(&gate).zip(&up) {
+                let want = g / (1.0 + (-g).exp()) * u;
+                assert!(
+                    (h - want).abs() < 1e-3 * want.abs().max(1.0),
+                    "{m}x{n}x{k}: {h} vs {want}"
+                );
+            }
+        }
     }
 
     #[test]

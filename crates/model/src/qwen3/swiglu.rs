@@ -142,6 +142,12 @@ fn swiglu_grad(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up:
     }
 }
 
+/// silu(g) = g·σ(g).
+#[inline(always)]
+pub(super) fn silu(g: f32) -> f32 {
+    g * sigmoid(g)
+}
+
 /// σ(g) from exp(−|g|) ≤ 1, so the exponential never overflows.
 #[inline(always)]
 fn sigmoid(g: f32) -> f32 {
