@@ -21,7 +21,6 @@
 use burn::tensor::{DType, Tensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
@@ -30,6 +29,7 @@ use rayon::prelude::*;
 
 use super::f32_gemm::{self, MatRef, PackedB};
 use super::fast_exp::exp_nonpositive;
+use super::flex_tensor::{contiguous_primitive, for_each_checkpointing, primitive_from_values};
 
 /// Query rows per block: a block's scores against the keys it sees, `[64, ≤ t]`, stay in L2.
 const ROW_BLOCK: usize = 64;
@@ -66,36 +66,30 @@ pub fn try_causal_autodiff(
         d,
         scale,
     };
-    // The checkpointing strategy is a type parameter of burn's autodiff backend (chosen at run
-    // time by `--gradient-checkpointing`); the tensors convert under exactly one of them.
-    macro_rules! forward_under {
-        ($strategy:ty) => {
-            if let (Ok(q), Ok(k), Ok(v)) = (
-                q.clone().try_into_primitive::<Autodiff<Flex, $strategy>>(),
-                k.clone().try_into_primitive::<Autodiff<Flex, $strategy>>(),
-                v.clone().try_into_primitive::<Autodiff<Flex, $strategy>>(),
-            ) {
-                let inputs = Inputs {
-                    q: contiguous(q.primitive()),
-                    k: contiguous(k.primitive()),
-                    v: contiguous(v.primitive()),
-                };
-                let (out, lse) = forward(&inputs, dims)?;
-                let out = flex(out, [b, heads, t, d]);
-                let out = match CausalAttention
-                    .prepare::<$strategy>([q.node(), k.node(), v.node()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => prep.finish(State { inputs, lse, dims }, out),
-                    OpsKind::UnTracked(prep) => prep.finish(out),
-                };
-                return Some(Tensor::from_primitive::<Autodiff<Flex, $strategy>>(out));
-            }
-        };
-    }
-    forward_under!(NoCheckpointing);
-    forward_under!(BalancedCheckpointing);
+    for_each_checkpointing!(|S| {
+        if let (Ok(q), Ok(k), Ok(v)) = (
+            q.clone().try_into_primitive::<Autodiff<Flex, S>>(),
+            k.clone().try_into_primitive::<Autodiff<Flex, S>>(),
+            v.clone().try_into_primitive::<Autodiff<Flex, S>>(),
+        ) {
+            let inputs = Inputs {
+                q: contiguous_primitive(q.primitive()),
+                k: contiguous_primitive(k.primitive()),
+                v: contiguous_primitive(v.primitive()),
+            };
+            let (out, lse) = forward(&inputs, dims)?;
+            let out = primitive_from_values(out, [b, heads, t, d]);
+            let out = match CausalAttention
+                .prepare::<S>([q.node(), k.node(), v.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(State { inputs, lse, dims }, out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            return Some(Tensor::from_primitive::<Autodiff<Flex, S>>(out));
+        }
+    });
     None
 }
 
@@ -145,7 +139,7 @@ impl Backward<Flex, 3> for CausalAttention {
     type State = State;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad_out = contiguous(&grads.consume::<Flex>(&ops.node));
+        let grad_out = contiguous_primitive(&grads.consume::<Flex>(&ops.node));
         let State { inputs, lse, dims } = ops.state;
         let (dq, dk, dv) = backward(&inputs, &lse, grad_out.as_slice().expect("f32"), dims);
         let [parent_q, parent_k, parent_v] = ops.parents;
@@ -159,7 +153,7 @@ impl Backward<Flex, 3> for CausalAttention {
             (parent_v, dv, kv_shape),
         ] {
             if let Some(node) = parent {
-                grads.register::<Flex>(node.id, flex(grad, shape));
+                grads.register::<Flex>(node.id, primitive_from_values(grad, shape));
             }
         }
     }
@@ -424,18 +418,6 @@ fn lane_max(values: &[f32]) -> f32 {
         }
     }
     lanes.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x))
-}
-
-fn contiguous(x: &FlexTensor) -> FlexTensor {
-    if x.is_contiguous() {
-        x.clone()
-    } else {
-        x.to_contiguous()
-    }
-}
-
-fn flex<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
-    FlexTensor::from_data(burn::tensor::TensorData::new(values, shape))
 }
 
 #[cfg(test)]

@@ -11,13 +11,14 @@
 use burn::tensor::{DType, Tensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn_flex::{Flex, FlexTensor};
 
 use super::f32_gemm::{self, MatRef};
-use super::flex_tensor::contiguous;
+use super::flex_tensor::{
+    contiguous, contiguous_primitive, for_each_checkpointing, primitive_from_values,
+};
 
 /// Fewest rows worth the custom operation (below, burn's matmul is as good).
 const MIN_ROWS: usize = 16;
@@ -39,26 +40,20 @@ pub fn try_frozen_linear(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
         return None;
     }
     let weight = contiguous(&w.clone().inner())?;
-    // The checkpointing strategy is a type parameter of burn's autodiff backend (chosen at run
-    // time by `--gradient-checkpointing`); the tensor converts under exactly one of them.
-    macro_rules! forward_under {
-        ($strategy:ty) => {
-            if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, $strategy>>() {
-                let output = matmul_transposed(&contiguous_flex(x.primitive()), &weight)?;
-                let out = match FrozenLinear
-                    .prepare::<$strategy>([x.node()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => prep.finish(weight, output),
-                    OpsKind::UnTracked(prep) => prep.finish(output),
-                };
-                return Some(Tensor::from_primitive::<Autodiff<Flex, $strategy>>(out));
-            }
-        };
-    }
-    forward_under!(NoCheckpointing);
-    forward_under!(BalancedCheckpointing);
+    for_each_checkpointing!(|S| {
+        if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, S>>() {
+            let output = matmul_transposed(&contiguous_primitive(x.primitive()), &weight)?;
+            let out = match FrozenLinear
+                .prepare::<S>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(weight, output),
+                OpsKind::UnTracked(prep) => prep.finish(output),
+            };
+            return Some(Tensor::from_primitive::<Autodiff<Flex, S>>(out));
+        }
+    });
     None
 }
 
@@ -72,17 +67,9 @@ impl Backward<Flex, 1> for FrozenLinear {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let weight = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-            let grad = contiguous_flex(&grad);
+            let grad = contiguous_primitive(&grad);
             matmul(&grad, &weight).expect("f32 gradient and weight")
         });
-    }
-}
-
-fn contiguous_flex(x: &FlexTensor) -> FlexTensor {
-    if x.is_contiguous() {
-        x.clone()
-    } else {
-        x.to_contiguous()
     }
 }
 
@@ -95,7 +82,7 @@ fn matmul_transposed(x: &FlexTensor, w: &FlexTensor) -> Option<FlexTensor> {
     let (xs, ws) = (x.as_slice::<f32>()?, w.as_slice::<f32>()?);
     let out =
         f32_gemm::matmul_parallel(m, n, k, MatRef::row_major(xs, k), MatRef::transposed(ws, k));
-    Some(flex(out, [m, n]))
+    Some(primitive_from_values(out, [m, n]))
 }
 
 /// `g·w`: g `[m, n]`, w `[n, k]`, both contiguous f32.
@@ -107,11 +94,7 @@ fn matmul(g: &FlexTensor, w: &FlexTensor) -> Option<FlexTensor> {
     let (gs, ws) = (g.as_slice::<f32>()?, w.as_slice::<f32>()?);
     let out =
         f32_gemm::matmul_parallel(m, k, n, MatRef::row_major(gs, n), MatRef::row_major(ws, k));
-    Some(flex(out, [m, k]))
-}
-
-fn flex(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
-    FlexTensor::from_data(burn::tensor::TensorData::new(values, shape))
+    Some(primitive_from_values(out, [m, k]))
 }
 
 #[cfg(test)]

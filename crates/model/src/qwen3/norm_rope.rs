@@ -13,55 +13,22 @@
 //! Written by hand (they are a few lines each); `multiversion` vectorises them for AVX-512,
 //! AVX2 and NEON.
 
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn_flex::{Flex, FlexTensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::flex_tensor::{contiguous, from_values};
+use super::flex_tensor::{
+    contiguous, contiguous_primitive, for_each_checkpointing, from_values, primitive_from_values,
+};
 
-/// Runs `$body` with `$x` as the autodiff primitive of `$tensor` under whichever checkpointing
-/// strategy it carries (a type parameter of burn's autodiff backend, chosen at run time by
-/// `--gradient-checkpointing`), returning from the enclosing function; falls through when the
-/// tensor is not an autodiff flex tensor.
-macro_rules! under_autodiff {
-    ($tensor:expr, |$x:ident, $strategy:ident| $body:expr) => {{
-        {
-            type $strategy = NoCheckpointing;
-            if let Ok($x) = $tensor
-                .clone()
-                .try_into_primitive::<Autodiff<Flex, $strategy>>()
-            {
-                return $body;
-            }
-        }
-        {
-            type $strategy = BalancedCheckpointing;
-            if let Ok($x) = $tensor
-                .clone()
-                .try_into_primitive::<Autodiff<Flex, $strategy>>()
-            {
-                return $body;
-            }
-        }
-    }};
-}
-
-fn contiguous_flex(x: &FlexTensor) -> FlexTensor {
-    if x.is_contiguous() {
-        x.clone()
-    } else {
-        x.to_contiguous()
-    }
-}
-
+/// `values` as a flex primitive of `like`'s shape.
 fn flex_like(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
+    primitive_from_values(values, like.layout().shape().clone())
 }
 
 /// Rows per parallel task.
@@ -91,19 +58,21 @@ pub fn try_rms_norm<const D: usize>(
         let (out, _) = rms_norm(xs.as_slice()?, weight.as_slice()?, eps as f32);
         return Some(from_values(out, dims));
     }
-    under_autodiff!(x, |x, S| {
-        let input = contiguous_flex(x.primitive());
-        let (out, inv_rms) = rms_norm(input.as_slice()?, weight.as_slice()?, eps as f32);
-        let out = flex_like(out, &input);
-        let out = match RmsNormOp
-            .prepare::<S>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((input, weight, inv_rms), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        Some(Tensor::from_primitive::<Autodiff<Flex, S>>(out))
+    for_each_checkpointing!(|S| {
+        if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, S>>() {
+            let input = contiguous_primitive(x.primitive());
+            let (out, inv_rms) = rms_norm(input.as_slice()?, weight.as_slice()?, eps as f32);
+            let out = flex_like(out, &input);
+            let out = match RmsNormOp
+                .prepare::<S>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish((input, weight, inv_rms), out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            return Some(Tensor::from_primitive::<Autodiff<Flex, S>>(out));
+        }
     });
     None
 }
@@ -130,7 +99,7 @@ impl Backward<Flex, 1> for RmsNormOp {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (input, weight, inv_rms) = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-            let grad = contiguous_flex(&grad);
+            let grad = contiguous_primitive(&grad);
             let (x, w) = (
                 input.as_slice::<f32>().unwrap(),
                 weight.as_slice::<f32>().unwrap(),
@@ -223,14 +192,16 @@ pub fn try_rope(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tenso
         let out = tables.rotate(xs.as_slice()?, false)?;
         return Some(from_values(out, [b, heads, t, d]));
     }
-    under_autodiff!(x, |x, S| {
-        let input = contiguous_flex(x.primitive());
-        let out = flex_like(tables.rotate(input.as_slice()?, false)?, &input);
-        let out = match RopeOp.prepare::<S>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(tables, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        Some(Tensor::from_primitive::<Autodiff<Flex, S>>(out))
+    for_each_checkpointing!(|S| {
+        if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, S>>() {
+            let input = contiguous_primitive(x.primitive());
+            let out = flex_like(tables.rotate(input.as_slice()?, false)?, &input);
+            let out = match RopeOp.prepare::<S>([x.node()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(tables, out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            return Some(Tensor::from_primitive::<Autodiff<Flex, S>>(out));
+        }
     });
     None
 }
@@ -275,7 +246,7 @@ impl Backward<Flex, 1> for RopeOp {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let tables = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-            let grad = contiguous_flex(&grad);
+            let grad = contiguous_primitive(&grad);
             let dx = tables
                 .rotate(grad.as_slice().expect("f32"), true)
                 .expect("f32 tables");

@@ -3,10 +3,9 @@
 //! `expf`, two products), each writing a fresh `[tokens, intermediate]` buffer: ~10 % of an
 //! evaluation's time on the small preset (`perf record` of `medtune bench eval`).
 
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
@@ -14,7 +13,9 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::fast_exp::exp_nonpositive;
-use super::flex_tensor::{contiguous, from_values};
+use super::flex_tensor::{
+    contiguous, contiguous_primitive, for_each_checkpointing, from_values, primitive_from_values,
+};
 
 /// `silu(gate) · up` for f32 `gate` and `up` of one shape, or `None` when not on flex, not f32,
 /// or under autodiff: the caller then uses burn's ops.
@@ -47,33 +48,27 @@ pub fn try_swiglu_autodiff<const D: usize>(gate: &Tensor<D>, up: &Tensor<D>) -> 
         return None;
     }
     let shape = gate.dims();
-    macro_rules! forward_under {
-        ($strategy:ty) => {
-            if let (Ok(g), Ok(u)) = (
-                gate.clone()
-                    .try_into_primitive::<Autodiff<Flex, $strategy>>(),
-                up.clone().try_into_primitive::<Autodiff<Flex, $strategy>>(),
-            ) {
-                let (gf, uf) = (
-                    contiguous_flex(g.primitive()),
-                    contiguous_flex(u.primitive()),
-                );
-                let out = forward(gf.as_slice()?, uf.as_slice()?);
-                let out = FlexTensor::from_data(TensorData::new(out, shape));
-                let out = match SwiGlu
-                    .prepare::<$strategy>([g.node(), u.node()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => prep.finish((gf, uf), out),
-                    OpsKind::UnTracked(prep) => prep.finish(out),
-                };
-                return Some(Tensor::from_primitive::<Autodiff<Flex, $strategy>>(out));
-            }
-        };
-    }
-    forward_under!(NoCheckpointing);
-    forward_under!(BalancedCheckpointing);
+    for_each_checkpointing!(|S| {
+        if let (Ok(g), Ok(u)) = (
+            gate.clone().try_into_primitive::<Autodiff<Flex, S>>(),
+            up.clone().try_into_primitive::<Autodiff<Flex, S>>(),
+        ) {
+            let (gf, uf) = (
+                contiguous_primitive(g.primitive()),
+                contiguous_primitive(u.primitive()),
+            );
+            let out = primitive_from_values(forward(gf.as_slice()?, uf.as_slice()?), shape);
+            let out = match SwiGlu
+                .prepare::<S>([g.node(), u.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish((gf, uf), out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            return Some(Tensor::from_primitive::<Autodiff<Flex, S>>(out));
+        }
+    });
     None
 }
 
@@ -85,7 +80,7 @@ impl Backward<Flex, 2> for SwiGlu {
     type State = (FlexTensor, FlexTensor);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = contiguous_flex(&grads.consume::<Flex>(&ops.node));
+        let grad = contiguous_primitive(&grads.consume::<Flex>(&ops.node));
         let (gate, up) = ops.state;
         let shape = gate.layout().shape().clone();
         let (g, u, dh) = (
@@ -104,18 +99,10 @@ impl Backward<Flex, 2> for SwiGlu {
         let [parent_gate, parent_up] = ops.parents;
         for (parent, values) in [(parent_gate, d_gate), (parent_up, d_up)] {
             if let Some(node) = parent {
-                let tensor = FlexTensor::from_data(TensorData::new(values, shape.clone()));
+                let tensor = primitive_from_values(values, shape.clone());
                 grads.register::<Flex>(node.id, tensor);
             }
         }
-    }
-}
-
-fn contiguous_flex(x: &FlexTensor) -> FlexTensor {
-    if x.is_contiguous() {
-        x.clone()
-    } else {
-        x.to_contiguous()
     }
 }
 
