@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use super::causal_attention_grad::{Dims, causal_forward};
 use super::fast_exp::exp_nonpositive;
 use super::flex_tensor::{contiguous, from_values};
+use super::lanes::{max_of, sum_of};
 
 /// Shortest prompt sent to the blocked GEMM path; decode steps (a cache, one or a few queries)
 /// and short prompts keep the row-by-row kernel below.
@@ -117,9 +118,6 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// Lanes per step: one AVX-512 register of f32, two AVX2 ones.
-const LANES: usize = 16;
-
 /// One (batch, head) pair: for each query row `i`, the scores against keys `0..=past + i`, their
 /// softmax, and the weighted sum of values, into `out[i]`. The keys come transposed (`k_t`,
 /// `[d, tk]`) so that a query's scores accumulate along the keys, in full vectors, with no
@@ -176,32 +174,6 @@ fn attend_head<const D: usize>(
             }
         }
     }
-}
-
-#[inline(always)]
-fn max_of(values: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let (body, tail) = values.split_at(values.len() / LANES * LANES);
-    for chunk in body.chunks_exact(LANES) {
-        for (m, x) in acc.iter_mut().zip(chunk) {
-            *m = m.max(*x);
-        }
-    }
-    tail.iter()
-        .chain(&acc)
-        .fold(f32::NEG_INFINITY, |m, x| m.max(*x))
-}
-
-#[inline(always)]
-fn sum_of(values: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let (body, tail) = values.split_at(values.len() / LANES * LANES);
-    for chunk in body.chunks_exact(LANES) {
-        for (s, x) in acc.iter_mut().zip(chunk) {
-            *s += x;
-        }
-    }
-    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use rayon::prelude::*;
 use super::f32_gemm::{self, MatRef, PackedB};
 use super::fast_exp::exp_nonpositive;
 use super::flex_tensor::{contiguous_primitive, for_each_checkpointing, primitive_from_values};
+use super::lanes::{LANES, max_of};
 
 /// Query rows per block: a block's scores against the keys it sees, `[64, ≤ t]`, stay in L2.
 const ROW_BLOCK: usize = 64;
@@ -257,7 +258,7 @@ fn softmax_rows(
     for (r, (row, (lse, inv_sum))) in rows.enumerate() {
         let (visible, hidden) = row.split_at_mut(i0 + r + 1);
         hidden.fill(0.0);
-        let max = lane_max(visible) * scale;
+        let max = max_of(visible) * scale;
         let mut lanes = [0.0f32; LANES];
         for chunk in visible.chunks_mut(LANES) {
             for (x, s) in chunk.iter_mut().zip(lanes.iter_mut()) {
@@ -402,22 +403,6 @@ fn score_grads(p: &[f32], dp: &mut [f32], seen: usize, scale: f32) {
             *g = scale * p * (*g - dot);
         }
     }
-}
-
-/// Lanes of the reductions below: an ordered `f32` sum or maximum over a slice does not vectorise
-/// (the compiler may not reassociate it); sixteen running lanes, combined at the end, do.
-const LANES: usize = 16;
-
-#[inline(always)]
-fn lane_max(values: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    for chunk in values.chunks(LANES) {
-        for (m, x) in lanes.iter_mut().zip(chunk) {
-            // Not `f32::max`: its NaN rule keeps the loop from becoming one `vmaxps`.
-            *m = if *x > *m { *x } else { *m };
-        }
-    }
-    lanes.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x))
 }
 
 #[cfg(test)]

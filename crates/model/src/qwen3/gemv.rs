@@ -24,6 +24,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::flex_tensor::{contiguous, from_values};
+use super::lanes::LANES;
 
 /// Most activation rows handled here: decode steps of a batch of up to 8 sequences. Beyond,
 /// the product is compute-bound and a blocked GEMM is the better choice.
@@ -217,9 +218,6 @@ fn gemv<W: Weight>(x: &[f32], w: &[W], m: usize, k: usize, n: usize) -> Vec<f32>
     }
     out
 }
-
-/// Lanes per step: one AVX-512 register of f32, two AVX2 ones.
-const LANES: usize = 16;
 
 /// For each weight row `r` of `rows` (`[rows, k]`) and each of the `M` activation rows `x_i`,
 /// `out[i·rows + r] = x_i · r`.

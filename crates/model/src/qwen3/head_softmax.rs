@@ -179,14 +179,7 @@ fn gather_in_range(
 /// f32 by a polynomial that vectorises (relative error below 2·10⁻⁷ each), summed in f64 lanes.
 /// libm's scalar `exp` made this a visible part of `medtune eval` (151,936 per question).
 pub fn log_sum_exp(values: &[f32]) -> f64 {
-    const LANES: usize = 16;
-    let mut maxima = [f32::NEG_INFINITY; LANES];
-    for chunk in values.chunks(LANES) {
-        for (m, x) in maxima.iter_mut().zip(chunk) {
-            *m = m.max(*x);
-        }
-    }
-    let max = maxima.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+    let max = super::lanes::max_of(values);
     if !max.is_finite() {
         return max as f64;
     }
@@ -204,7 +197,7 @@ pub fn log_sum_exp(values: &[f32]) -> f64 {
     ))
 )]
 fn sum_exp_shifted(values: &[f32], max: f32) -> f64 {
-    const LANES: usize = 16;
+    use super::lanes::LANES;
     let mut sums = [0.0f64; LANES];
     // f32 partial sums over 1,024 values (each term ≤ 1) keep f32's rounding below 1e-4
     // relative before they join the f64 total.

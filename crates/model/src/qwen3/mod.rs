@@ -23,6 +23,7 @@ pub mod fused_head;
 #[cfg(feature = "flex")]
 pub mod gemv;
 pub mod head_softmax;
+mod lanes;
 pub use head_softmax::log_sum_exp;
 mod layers;
 mod lora;
