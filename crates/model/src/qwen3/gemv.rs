@@ -67,10 +67,12 @@ pub fn try_linear(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
 trait Weight: Copy + Send + Sync {
     fn widen(self) -> f32;
 
-    /// [`dot_rows`] by a hand-vectorised kernel where one exists; false when it does not apply.
-    fn dot_rows_fast(_x: &[f32], _k: usize, _m: usize, _rows: &[Self], _out: &mut [f32]) -> bool {
-        false
-    }
+    /// 16 stored weights from `at`, widened to f32 lanes.
+    ///
+    /// # Safety
+    /// AVX-512F is available and 16 values are readable at `at`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(at: *const Self) -> std::arch::x86_64::__m512;
 }
 
 impl Weight for f32 {
@@ -79,55 +81,12 @@ impl Weight for f32 {
         self
     }
 
-    fn dot_rows_fast(x: &[f32], k: usize, m: usize, rows: &[f32], out: &mut [f32]) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if k.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F was detected; the kernel reads `m` rows of `k` from `x`,
-            // whole rows of `rows` and writes `rows.len() / k * m` values of `out`.
-            unsafe {
-                match m {
-                    1 => dot_rows_f32_avx512::<1>(x, k, rows, out),
-                    2 => dot_rows_f32_avx512::<2>(x, k, rows, out),
-                    3 => dot_rows_f32_avx512::<3>(x, k, rows, out),
-                    4 => dot_rows_f32_avx512::<4>(x, k, rows, out),
-                    5 => dot_rows_f32_avx512::<5>(x, k, rows, out),
-                    6 => dot_rows_f32_avx512::<6>(x, k, rows, out),
-                    7 => dot_rows_f32_avx512::<7>(x, k, rows, out),
-                    _ => dot_rows_f32_avx512::<8>(x, k, rows, out),
-                }
-            }
-            return true;
-        }
-        let _ = (x, k, m, rows, out);
-        false
-    }
-}
-
-/// [`dot_rows`] for f32 weights with AVX-512 intrinsics: the M accumulators stay in registers
-/// and each lane sum is one reduction (the generic loop spilled them to the stack and summed
-/// lanes one by one: 6 GB/s on the small preset's head, `--example gemm_kernels`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dot_rows_f32_avx512<const M: usize>(x: &[f32], k: usize, rows: &[f32], out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let count = rows.len() / k;
-    assert!(x.len() >= M * k && out.len() >= count * M);
-    for (r, row) in rows.chunks_exact(k).enumerate() {
-        let mut acc = [_mm512_setzero_ps(); M];
-        for c in (0..k).step_by(16) {
-            // SAFETY: c + 16 ≤ k (k is a multiple of 16), inside `row` and each of x's rows.
-            unsafe {
-                let w = _mm512_loadu_ps(row.as_ptr().add(c));
-                // The weights stream from memory: ask for the line 4 KiB ahead now.
-                _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(c + 1024) as *const i8);
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    *acc = _mm512_fmadd_ps(_mm512_loadu_ps(x.as_ptr().add(i * k + c)), w, *acc);
-                }
-            }
-        }
-        for (i, acc) in acc.into_iter().enumerate() {
-            out[i * count + r] = _mm512_reduce_add_ps(acc);
-        }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16(at: *const f32) -> std::arch::x86_64::__m512 {
+        // SAFETY: the caller's contract.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(at) }
     }
 }
 
@@ -138,35 +97,54 @@ impl Weight for u16 {
         f32::from_bits(u32::from(self) << 16)
     }
 
-    fn dot_rows_fast(x: &[f32], k: usize, m: usize, rows: &[u16], out: &mut [f32]) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if k.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: as for f32 weights below; 16 bf16 values are read per step.
-            unsafe {
-                match m {
-                    1 => dot_rows_bf16_avx512::<1>(x, k, rows, out),
-                    2 => dot_rows_bf16_avx512::<2>(x, k, rows, out),
-                    3 => dot_rows_bf16_avx512::<3>(x, k, rows, out),
-                    4 => dot_rows_bf16_avx512::<4>(x, k, rows, out),
-                    5 => dot_rows_bf16_avx512::<5>(x, k, rows, out),
-                    6 => dot_rows_bf16_avx512::<6>(x, k, rows, out),
-                    7 => dot_rows_bf16_avx512::<7>(x, k, rows, out),
-                    _ => dot_rows_bf16_avx512::<8>(x, k, rows, out),
-                }
-            }
-            return true;
+    /// Zero-extended to 32 bits and shifted into the top half.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16(at: *const u16) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's contract (16 bf16 values are 256 bits).
+        unsafe {
+            let bits = _mm256_loadu_si256(at.cast());
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)))
         }
-        let _ = (x, k, m, rows, out);
-        false
     }
 }
 
-/// [`dot_rows`] for bf16 weights with AVX-512 intrinsics: 16 weights widened to f32 by a
-/// zero-extension and a shift (bf16 is the top half of an f32), accumulators in registers.
+/// `$kernel::<W, M>(args)` with the constant `M` = `$m` (1 to 8).
+macro_rules! with_row_count {
+    ($m:expr, $kernel:ident::<$w:ty>($($arg:expr),*)) => {
+        match $m {
+            1 => $kernel::<$w, 1>($($arg),*),
+            2 => $kernel::<$w, 2>($($arg),*),
+            3 => $kernel::<$w, 3>($($arg),*),
+            4 => $kernel::<$w, 4>($($arg),*),
+            5 => $kernel::<$w, 5>($($arg),*),
+            6 => $kernel::<$w, 6>($($arg),*),
+            7 => $kernel::<$w, 7>($($arg),*),
+            _ => $kernel::<$w, 8>($($arg),*),
+        }
+    };
+}
+
+/// [`dot_rows`] with AVX-512 intrinsics, for weights of either type: the M accumulators stay in
+/// registers and each lane sum is one reduction (the portable loop spilled them to the stack and
+/// summed lanes one by one: 6 GB/s on the small preset's head, `--example gemm_kernels`).
+///
+/// # Safety
+/// AVX-512F is available; `k` is a multiple of 16; `x` holds M rows of `k`; `out` holds M values
+/// per row of `rows`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn dot_rows_bf16_avx512<const M: usize>(x: &[f32], k: usize, rows: &[u16], out: &mut [f32]) {
+unsafe fn dot_rows_avx512<W: Weight, const M: usize>(
+    x: &[f32],
+    k: usize,
+    rows: &[W],
+    out: &mut [f32],
+) {
     use std::arch::x86_64::*;
+    // The weights stream from memory: ask for the line 4 KiB ahead now.
+    let ahead = 4096 / std::mem::size_of::<W>();
     let count = rows.len() / k;
     assert!(x.len() >= M * k && out.len() >= count * M);
     for (r, row) in rows.chunks_exact(k).enumerate() {
@@ -174,9 +152,8 @@ unsafe fn dot_rows_bf16_avx512<const M: usize>(x: &[f32], k: usize, rows: &[u16]
         for c in (0..k).step_by(16) {
             // SAFETY: c + 16 ≤ k (k is a multiple of 16), inside `row` and each of x's rows.
             unsafe {
-                let bits = _mm256_loadu_si256(row.as_ptr().add(c).cast());
-                let w = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)));
-                _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(c + 2048) as *const i8);
+                let w = W::load16(row.as_ptr().add(c));
+                _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(c + ahead) as *const i8);
                 for (i, acc) in acc.iter_mut().enumerate() {
                     *acc = _mm512_fmadd_ps(_mm512_loadu_ps(x.as_ptr().add(i * k + c)), w, *acc);
                 }
@@ -195,16 +172,15 @@ fn gemv<W: Weight>(x: &[f32], w: &[W], m: usize, k: usize, n: usize) -> Vec<f32>
     blocks
         .par_chunks_mut(ROWS_PER_TASK * m)
         .zip(w.par_chunks(ROWS_PER_TASK * k))
-        .for_each(|(out, rows)| match m {
-            _ if W::dot_rows_fast(x, k, m, rows, out) => {}
-            1 => dot_rows::<W, 1>(x, k, rows, out),
-            2 => dot_rows::<W, 2>(x, k, rows, out),
-            3 => dot_rows::<W, 3>(x, k, rows, out),
-            4 => dot_rows::<W, 4>(x, k, rows, out),
-            5 => dot_rows::<W, 5>(x, k, rows, out),
-            6 => dot_rows::<W, 6>(x, k, rows, out),
-            7 => dot_rows::<W, 7>(x, k, rows, out),
-            _ => dot_rows::<W, 8>(x, k, rows, out),
+        .for_each(|(out, rows)| {
+            #[cfg(target_arch = "x86_64")]
+            if k.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected; k is a multiple of 16; x holds m rows of k,
+                // `out` m values per weight row of the task.
+                unsafe { with_row_count!(m, dot_rows_avx512::<W>(x, k, rows, out)) };
+                return;
+            }
+            with_row_count!(m, dot_rows::<W>(x, k, rows, out))
         });
     if m == 1 {
         return blocks;
