@@ -176,32 +176,38 @@ fn attend_head<const D: usize>(
     }
 }
 
+/// burn's causal attention (its naive kernel at these lengths) with the kv heads repeated as
+/// transformers' `repeat_kv` does: the reference the CPU kernels are tested against.
+#[cfg(test)]
+pub(super) fn burn_causal_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    scale: f32,
+) -> Tensor<4> {
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    let [b, heads, _, d] = q.dims();
+    let [_, kv_heads, kt, _] = k.dims();
+    let repeat = |x: Tensor<4>| {
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, kv_heads, heads / kv_heads, kt, d])
+            .reshape([b, heads, kt, d])
+    };
+    let options = AttentionModuleOptions {
+        scale: Some(scale as f64),
+        softcap: None,
+        is_causal: true,
+    };
+    attention(q, repeat(k), repeat(v), None, None, options)
+}
+
 #[cfg(test)]
 mod tests {
     use burn::tensor::Distribution;
-    use burn::tensor::module::attention;
-    use burn::tensor::ops::AttentionModuleOptions;
 
     use super::*;
     use crate::DeviceSpec;
-
-    /// burn's attention (its naive kernel at these lengths) with the kv heads repeated as
-    /// transformers' `repeat_kv` does.
-    fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f32) -> Tensor<4> {
-        let [b, heads, _, d] = q.dims();
-        let [_, kv_heads, kt, _] = k.dims();
-        let repeat = |x: Tensor<4>| {
-            x.unsqueeze_dim::<5>(2)
-                .expand([b, kv_heads, heads / kv_heads, kt, d])
-                .reshape([b, heads, kt, d])
-        };
-        let options = AttentionModuleOptions {
-            scale: Some(scale as f64),
-            softcap: None,
-            is_causal: true,
-        };
-        attention(q, repeat(k), repeat(v), None, None, options)
-    }
 
     #[test]
     fn equals_burns_causal_attention() {
@@ -224,7 +230,7 @@ mod tests {
             let v = Tensor::<4>::random([b, kt, kv_heads, d], normal, &device).swap_dims(1, 2);
             let scale = 1.0 / (d as f32).sqrt();
             let got = try_causal(&q, &k, &v, scale).expect("f32 on flex is covered");
-            let want = reference(q, k, v, scale);
+            let want = burn_causal_attention(q, k, v, scale);
             assert_eq!(got.dims(), want.dims());
             let diff = (got - want).abs().max().into_scalar::<f32>();
             assert!(

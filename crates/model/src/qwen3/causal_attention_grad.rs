@@ -408,28 +408,10 @@ fn score_grads(p: &[f32], dp: &mut [f32], seen: usize, scale: f32) {
 #[cfg(test)]
 mod tests {
     use burn::tensor::Distribution;
-    use burn::tensor::module::attention;
-    use burn::tensor::ops::AttentionModuleOptions;
 
+    use super::super::causal_attention::burn_causal_attention;
     use super::*;
     use crate::DeviceSpec;
-
-    /// burn's attention under autodiff, kv heads repeated as transformers' `repeat_kv` does.
-    fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f32) -> Tensor<4> {
-        let [b, heads, t, d] = q.dims();
-        let kv_heads = k.dims()[1];
-        let repeat = |x: Tensor<4>| {
-            x.unsqueeze_dim::<5>(2)
-                .expand([b, kv_heads, heads / kv_heads, t, d])
-                .reshape([b, heads, t, d])
-        };
-        let options = AttentionModuleOptions {
-            scale: Some(scale as f64),
-            softcap: None,
-            is_causal: true,
-        };
-        attention(q, repeat(k), repeat(v), None, None, options)
-    }
 
     #[test]
     fn output_and_gradients_equal_burns_attention() {
@@ -455,7 +437,7 @@ mod tests {
                 let out = if ours {
                     try_causal_autodiff(&q, &k, &v, scale).expect("autodiff f32 on flex")
                 } else {
-                    reference(q.clone(), k.clone(), v.clone(), scale)
+                    burn_causal_attention(q.clone(), k.clone(), v.clone(), scale)
                 };
                 let grads = (out.clone() * r.clone()).sum().backward();
                 let grad = |x: &Tensor<4>| x.grad(&grads).expect("a gradient");

@@ -86,6 +86,11 @@ impl RmsNorm {
         if let Some(y) = super::norm_rope::try_rms_norm(&x, &self.weight.val(), self.eps) {
             return y;
         }
+        self.forward_with_tensor_ops(x)
+    }
+
+    /// [`Self::forward`] in burn's tensor ops, on every backend (the CPU kernel's reference).
+    pub(crate) fn forward_with_tensor_ops<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dtype = x.dtype();
         let x = to_f32(x);
         let inv_rms = x

@@ -280,14 +280,22 @@ fn rope_rows(x: &[f32], cos: &[f32], sin: &[f32], d: usize, direction: f32, out:
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::Distribution;
+    use burn::tensor::{Device, Distribution};
 
     use super::*;
     use crate::DeviceSpec;
-    use crate::qwen3::Rope;
+    use crate::qwen3::rope::RopeTables;
+    use crate::qwen3::{RmsNorm, Rope};
 
     fn diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    /// Rotation tables for 2 sequences of 7 positions (the second starting at 5), head dim 16.
+    fn tables(theta: f64, device: &Device) -> RopeTables {
+        let (b, t) = (2, 7);
+        let positions: Vec<i64> = (0..b * t).map(|i| (i % t + i / t * 5) as i64).collect();
+        Rope::new(16, theta).tables(&positions, b, t, DType::F32, device)
     }
 
     #[test]
@@ -295,17 +303,9 @@ mod tests {
         let device = DeviceSpec::Cpu.device().unwrap();
         let x = Tensor::<3>::random([3, 300, 40], Distribution::Normal(0.0, 2.0), &device);
         let w = Tensor::<1>::random([40], Distribution::Normal(1.0, 0.3), &device);
-        let eps = 1e-6;
-        let got = try_rms_norm(&x, &w, eps).expect("f32 on flex");
-        let inv = x
-            .clone()
-            .square()
-            .mean_dim(2)
-            .add_scalar(eps)
-            .sqrt()
-            .recip();
-        let want = x * inv * w.unsqueeze::<3>();
-        assert!(diff(got, want) < 1e-5);
+        let norm = RmsNorm::new(w.clone(), 1e-6);
+        let got = try_rms_norm(&x, &w, norm.eps).expect("f32 on flex");
+        assert!(diff(got, norm.forward_with_tensor_ops(x)) < 1e-5);
     }
 
     /// Values and input gradients of `ours` and of `theirs` (burn's ops) for one input.
@@ -334,42 +334,20 @@ mod tests {
         let device = DeviceSpec::Cpu.device().unwrap().autodiff();
         let x = Tensor::<3>::random([2, 70, 40], Distribution::Normal(0.0, 2.0), &device);
         let w = Tensor::<1>::random([40], Distribution::Normal(1.0, 0.3), &device);
-        let eps = 1e-6;
+        let norm = RmsNorm::new(w.clone(), 1e-6);
         let (value, grad) = compare_autodiff(
             x,
-            |x| try_rms_norm(x, &w, eps).expect("autodiff f32 on flex"),
-            |x| {
-                let inv = x
-                    .clone()
-                    .square()
-                    .mean_dim(2)
-                    .add_scalar(eps)
-                    .sqrt()
-                    .recip();
-                x * inv * w.clone().unsqueeze::<3>()
-            },
+            |x| try_rms_norm(x, &w, norm.eps).expect("autodiff f32 on flex"),
+            |x| norm.forward_with_tensor_ops(x),
         );
         assert!(value < 1e-5 && grad < 1e-4, "rms norm: {value}, {grad}");
 
-        let (b, heads, t, d) = (2, 3, 7, 16);
-        let rope = Rope::new(d, 10_000.0);
-        let positions: Vec<i64> = (0..b * t).map(|i| (i % t + i / t * 5) as i64).collect();
-        let tables = rope.tables(&positions, b, t, DType::F32, &device);
-        let x = Tensor::<4>::random([b, heads, t, d], Distribution::Normal(0.0, 1.0), &device);
-        let half = d / 2;
+        let tables = tables(10_000.0, &device);
+        let x = Tensor::<4>::random([2, 3, 7, 16], Distribution::Normal(0.0, 1.0), &device);
         let (value, grad) = compare_autodiff(
             x,
             |x| try_rope(x, &tables.cos, &tables.sin).expect("autodiff f32 on flex"),
-            |x| {
-                let rotated = Tensor::cat(
-                    vec![
-                        x.clone().narrow(3, half, half).neg(),
-                        x.clone().narrow(3, 0, half),
-                    ],
-                    3,
-                );
-                x * tables.cos.clone() + rotated * tables.sin.clone()
-            },
+            |x| tables.apply_with_tensor_ops(x),
         );
         assert!(value < 1e-5 && grad < 1e-5, "rope: {value}, {grad}");
     }
@@ -377,21 +355,9 @@ mod tests {
     #[test]
     fn rope_equals_burns_ops() {
         let device = DeviceSpec::Cpu.device().unwrap();
-        let (b, heads, t, d) = (2, 3, 7, 16);
-        let rope = Rope::new(d, 1_000_000.0);
-        let positions: Vec<i64> = (0..b * t).map(|i| (i % t + i / t * 5) as i64).collect();
-        let tables = rope.tables(&positions, b, t, DType::F32, &device);
-        let x = Tensor::<4>::random([b, heads, t, d], Distribution::Normal(0.0, 1.0), &device);
+        let tables = tables(1_000_000.0, &device);
+        let x = Tensor::<4>::random([2, 3, 7, 16], Distribution::Normal(0.0, 1.0), &device);
         let got = try_rope(&x, &tables.cos, &tables.sin).expect("f32 on flex");
-        let half = d / 2;
-        let rotated = Tensor::cat(
-            vec![
-                x.clone().narrow(3, half, half).neg(),
-                x.clone().narrow(3, 0, half),
-            ],
-            3,
-        );
-        let want = x * tables.cos.clone() + rotated * tables.sin.clone();
-        assert!(diff(got, want) < 1e-6);
+        assert!(diff(got, tables.apply_with_tensor_ops(x)) < 1e-6);
     }
 }

@@ -75,6 +75,11 @@ impl RopeTables {
         if let Some(y) = super::norm_rope::try_rope(&x, &self.cos, &self.sin) {
             return y;
         }
+        self.apply_with_tensor_ops(x)
+    }
+
+    /// [`Self::apply`] in burn's tensor ops, on every backend (the CPU kernel's reference).
+    pub(crate) fn apply_with_tensor_ops(&self, x: Tensor<4>) -> Tensor<4> {
         let hd = x.dims()[3];
         let half = hd / 2;
         let x1 = x.clone().narrow(3, 0, half);
