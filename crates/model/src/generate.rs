@@ -5,7 +5,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::qwen3::{ForwardBatch, LoadedModel, PaddingSide};
+use crate::qwen3::{ForwardBatch, KvCache, LoadedModel, PaddingSide};
 
 #[derive(Clone, Debug)]
 pub struct SamplingConfig {
@@ -121,6 +121,35 @@ pub fn argmax(values: &[f32]) -> u32 {
 /// Generates continuations of `prompts` (left-padded into one batch). `on_token(row, id)` is
 /// called for every new token as it is chosen; returning `false` stops that row. Returns the
 /// new tokens of each row.
+/// The last position's logits of each row, `[rows · vocab]`, and the vocabulary size.
+///
+/// The step runs on a thread of rayon's pool (`rayon::scope`), not on the caller's: a decode step
+/// starts ~200 parallel products, and each one started from outside the pool hands its work to
+/// the pool's threads and sleeps until they finish (two thread wake-ups per product); started
+/// from inside, the current thread takes half of the work and the other one steals the rest.
+fn next_token_logits(
+    model: &LoadedModel,
+    batch: &ForwardBatch,
+    cache: &mut KvCache,
+) -> (Vec<f32>, usize) {
+    on_compute_threads(|| {
+        let hidden = model.forward(batch, Some(cache));
+        let last = hidden.narrow(1, batch.seq - 1, 1);
+        let logits = model.model.logits(last);
+        let vocab = logits.dims()[2];
+        let logits: Vec<f32> = logits.into_data().try_to_vec().expect("logits are f32");
+        (logits, vocab)
+    })
+}
+
+/// `f()` on a thread of rayon's pool where the CPU kernels use it (see [`next_token_logits`]).
+fn on_compute_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "flex")]
+    return rayon::scope(|_| f());
+    #[cfg(not(feature = "flex"))]
+    f()
+}
+
 pub fn generate(
     model: &LoadedModel,
     prompts: &[Vec<u32>],
@@ -157,12 +186,7 @@ pub fn generate_with_samplers(
     let mut cache = model.new_cache();
     let mut batch = ForwardBatch::padded(prompts, PaddingSide::Left, config.pad_id);
     for _ in 0..config.max_new_tokens {
-        let hidden = model.forward(&batch, Some(&mut cache));
-        let t = batch.seq;
-        let last = hidden.narrow(1, t - 1, 1);
-        let logits = model.model.logits(last);
-        let vocab = logits.dims()[2];
-        let logits: Vec<f32> = logits.into_data().try_to_vec().expect("logits are f32");
+        let (logits, vocab) = next_token_logits(model, &batch, &mut cache);
         let mut next_ids = Vec::with_capacity(rows);
         let mut next_valid = Vec::with_capacity(rows);
         for row in 0..rows {

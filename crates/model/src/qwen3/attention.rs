@@ -6,7 +6,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
 use super::cache::KvCache;
-use super::layers::{Linear, RmsNorm};
+use super::layers::{Linear, RmsNorm, forward_many};
 use super::rope::RopeTables;
 
 /// Which keys each query may see.
@@ -45,13 +45,13 @@ impl Attention {
         // The per-head norms run before the heads move to dim 1: a norm over the last dim
         // does not care about the order of the others, and the projections' layout is
         // contiguous as it is (no copy for the norm's kernel).
-        let q = self
-            .q_norm
-            .forward(heads(self.q_proj.forward(x.clone()), nh));
-        let k = self
-            .k_norm
-            .forward(heads(self.k_proj.forward(x.clone()), nkv));
-        let v = heads(self.v_proj.forward(x), nkv).swap_dims(1, 2);
+        let [q, k, v]: [Tensor<3>; 3] =
+            forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], x)
+                .try_into()
+                .expect("three projections");
+        let q = self.q_norm.forward(heads(q, nh));
+        let k = self.k_norm.forward(heads(k, nkv));
+        let v = heads(v, nkv).swap_dims(1, 2);
         let q = rope.apply(q.swap_dims(1, 2));
         let k = rope.apply(k.swap_dims(1, 2));
         let (k, v) = match cache {

@@ -2,8 +2,9 @@
 
 use burn::tensor::Tensor;
 
-/// Per-layer keys and values of everything seen so far, `[batch, kv_heads, past, head_dim]`,
-/// plus which past slots were padding and where each row's positions continue.
+/// Per-layer keys and values of everything seen so far, in buffers
+/// `[batch, kv_heads, capacity, head_dim]` whose first `past` slots are filled, plus which past
+/// slots were padding and where each row's positions continue.
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
     pub(crate) layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
@@ -59,18 +60,30 @@ impl KvCache {
     }
 
     /// Appends this step's keys and values for `layer`, returning all keys and values so far.
+    ///
+    /// Each layer's keys and values live in a buffer with room to spare along the sequence: a
+    /// decode step writes its one slot in place (burn-flex's `slice_assign` reuses a buffer
+    /// that nothing else holds) and returns views of the filled part, where `cat` copied the
+    /// whole cache every step (11 % of a qwen3-0.6b bf16 decode step's serial time at 160
+    /// tokens). A full buffer is copied once into one about twice as long.
     pub(crate) fn append(
         &mut self,
         layer: usize,
         k: Tensor<4>,
         v: Tensor<4>,
     ) -> (Tensor<4>, Tensor<4>) {
-        let (k, v) = match self.layers[layer].take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            None => (k, v),
+        let (len, step) = (self.past, k.dims()[2]);
+        let (k_buf, v_buf) = match self.layers[layer].take() {
+            Some((pk, pv)) if pk.dims()[2] >= len + step => {
+                (write_slots(pk, k, len), write_slots(pv, v, len))
+            }
+            Some((pk, pv)) => (grown(pk, k, len), grown(pv, v, len)),
+            None => (with_spare(k), with_spare(v)),
         };
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        (k, v)
+        let filled = |buf: &Tensor<4>| buf.clone().narrow(2, 0, len + step);
+        let out = (filled(&k_buf), filled(&v_buf));
+        self.layers[layer] = Some((k_buf, v_buf));
+        out
     }
 
     /// Records the slots of a finished forward step (after every layer appended).
@@ -103,5 +116,64 @@ impl KvCache {
     /// Validity of cached slots for `row`.
     pub(crate) fn valid_row(&self, row: usize) -> &[bool] {
         &self.valid[row * self.past..(row + 1) * self.past]
+    }
+}
+
+/// Free slots added whenever a buffer is (re)allocated, at least: short generations then never
+/// copy their cache.
+const MIN_SPARE_SLOTS: usize = 64;
+
+/// `buffer` with `new` written at slots `at..at + new_len`.
+fn write_slots(buffer: Tensor<4>, new: Tensor<4>, at: usize) -> Tensor<4> {
+    let [b, h, t, d] = new.dims();
+    buffer.slice_assign([0..b, 0..h, at..at + t, 0..d], new)
+}
+
+/// A buffer holding `buffer`'s first `len` slots, then `new`, then as many free slots as filled
+/// ones (at least [`MIN_SPARE_SLOTS`]).
+fn grown(buffer: Tensor<4>, new: Tensor<4>, len: usize) -> Tensor<4> {
+    let filled = buffer.narrow(2, 0, len);
+    with_spare(Tensor::cat(vec![filled, new], 2))
+}
+
+/// `filled` followed by as many free slots (at least [`MIN_SPARE_SLOTS`]).
+fn with_spare(filled: Tensor<4>) -> Tensor<4> {
+    let [b, h, t, d] = filled.dims();
+    let spare = Tensor::<4>::zeros(
+        [b, h, t.max(MIN_SPARE_SLOTS), d],
+        (&filled.device(), filled.dtype()),
+    );
+    Tensor::cat(vec![filled, spare], 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+    use crate::DeviceSpec;
+
+    /// Steps of one slot and of many, filling the spare room, growing the buffer twice, and
+    /// returning exactly what concatenating every step's keys and values gives.
+    #[test]
+    fn appends_equal_concatenation_across_growth() {
+        let device = DeviceSpec::Cpu.device().unwrap();
+        let mut cache = KvCache::new(1);
+        let (mut all_k, mut all_v): (Vec<Tensor<4>>, Vec<Tensor<4>>) = (vec![], vec![]);
+        for step in [5, 1, 1, 60, 1, 200, 1] {
+            let new =
+                || Tensor::<4>::random([2, 3, step, 4], Distribution::Normal(0.0, 1.0), &device);
+            let (k, v) = (new(), new());
+            all_k.push(k.clone());
+            all_v.push(v.clone());
+            let (got_k, got_v) = cache.append(0, k, v);
+            cache.commit(2, step, &vec![true; 2 * step], &vec![0; 2 * step]);
+            let (want_k, want_v) = (Tensor::cat(all_k.clone(), 2), Tensor::cat(all_v.clone(), 2));
+            assert_eq!(got_k.dims(), want_k.dims());
+            assert_eq!(cache.len(), want_k.dims()[2]);
+            let diff = |a: Tensor<4>, b: Tensor<4>| (a - b).abs().max().into_scalar::<f32>();
+            assert_eq!(diff(got_k, want_k), 0.0, "keys after a step of {step}");
+            assert_eq!(diff(got_v, want_v), 0.0, "values after a step of {step}");
+        }
     }
 }

@@ -15,13 +15,14 @@
 //! right-padded evaluation batches, decode steps of unpadded sequences).
 
 use burn::tensor::{DType, Tensor};
+use burn_flex::{Flex, FlexTensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::causal_attention_grad::{Dims, causal_forward};
 use super::fast_exp::exp_nonpositive;
-use super::flex_tensor::{contiguous, from_values};
-use super::lanes::{max_of, sum_of};
+use super::flex_tensor::{contiguous, f32_values, from_f32_values, from_values, is_f32_or_bf16};
+use super::lanes::{LANES, Stored, max_of, pairwise_sum, sum_of};
 
 /// Shortest prompt sent to the blocked GEMM path; decode steps (a cache, one or a few queries)
 /// and short prompts keep the row-by-row kernel below.
@@ -35,9 +36,11 @@ const BLOCKED_MIN_LEN: usize = 32;
 pub fn try_causal(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Option<Tensor<4>> {
     let [b, heads, t, d] = q.dims();
     let [kb, kv_heads, kt, kd] = k.dims();
+    let dtype = q.dtype();
     let applies = [q, k, v]
         .iter()
-        .all(|x| x.dtype() == DType::F32 && !x.is_autodiff())
+        .all(|x| x.dtype() == dtype && !x.is_autodiff())
+        && is_f32_or_bf16(dtype)
         && v.dims() == k.dims()
         && (kb, kd) == (b, d)
         && kt >= t
@@ -46,6 +49,12 @@ pub fn try_causal(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Op
         && t > 0
         && d > 0;
     if !applies {
+        return None;
+    }
+    if t == 1 {
+        return decode_step(q, k, v, scale);
+    }
+    if dtype != DType::F32 {
         return None;
     }
     let (q, k, v) = (contiguous(q)?, contiguous(k)?, contiguous(v)?);
@@ -105,6 +114,135 @@ pub fn try_causal(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Op
         }
     }
     Some(from_values(out, [b, t, heads, d]).swap_dims(1, 2))
+}
+
+/// One query per sequence and head (a decode step) against every cached key, f32 or bf16: the
+/// keys and values are read where they are, in the cache's buffers (views with spare slots
+/// after the filled ones) and in their stored type, one task per (sequence, kv head) for the
+/// query heads of its group. Returns `[b, heads, 1, d]` in `q`'s dtype.
+fn decode_step(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Option<Tensor<4>> {
+    let [b, heads, _, d] = q.dims();
+    let [_, kv_heads, kt, _] = k.dims();
+    let group = heads / kv_heads;
+    let queries = f32_values(q)?;
+    let (keys, values) = (KvRows::of(k)?, KvRows::of(v)?);
+    let per_kv_head = |kv: usize| {
+        let (batch, head) = (kv / kv_heads, kv % kv_heads);
+        let q = &queries.as_slice()[kv * group * d..][..group * d];
+        let mut out = vec![0.0f32; group * d];
+        let mut scores = vec![0.0f32; group * kt];
+        let (scores_ref, out_ref) = (&mut scores, &mut out);
+        if keys.tensor.dtype() == DType::BF16 {
+            let (k, v) = (
+                keys.rows::<u16>(batch, head, kt, d),
+                values.rows(batch, head, kt, d),
+            );
+            attend_one_query::<u16>(q, k, v, d, scale, scores_ref, out_ref);
+        } else {
+            let (k, v) = (
+                keys.rows::<f32>(batch, head, kt, d),
+                values.rows(batch, head, kt, d),
+            );
+            attend_one_query::<f32>(q, k, v, d, scale, scores_ref, out_ref);
+        }
+        out
+    };
+    // `[b, kv_heads, group, d]` is `[b, heads, d]`: the query heads of a group are adjacent.
+    let out: Vec<f32> = (0..b * kv_heads)
+        .into_par_iter()
+        .flat_map_iter(per_kv_head)
+        .collect();
+    Some(from_f32_values(out, [b, heads, 1, d], q.dtype()))
+}
+
+/// Keys or values `[b, kv_heads, kt, d]` read in place: each head's `kt` rows of `d` are
+/// contiguous (the cache's buffers), the heads and sequences anywhere.
+struct KvRows {
+    tensor: FlexTensor,
+    offset: usize,
+    batch_stride: usize,
+    head_stride: usize,
+}
+
+impl KvRows {
+    fn of(x: &Tensor<4>) -> Option<Self> {
+        let x = x.clone().try_into_primitive::<Flex>().ok()?;
+        let [_, _, kt, d] = x.layout().shape().dims::<4>();
+        let rows_contiguous = |x: &FlexTensor| {
+            let s = x.layout().strides();
+            s[3] == 1 && (s[2] == d as isize || kt == 1) && s[0] >= 0 && s[1] >= 0
+        };
+        let tensor = if rows_contiguous(&x) {
+            x
+        } else {
+            x.to_contiguous()
+        };
+        let strides = tensor.layout().strides();
+        Some(Self {
+            offset: tensor.layout().start_offset(),
+            batch_stride: strides[0] as usize,
+            head_stride: strides[1] as usize,
+            tensor,
+        })
+    }
+
+    /// The `[kt, d]` rows of one (sequence, kv head), as `E` (`u16` for bf16 storage, `f32`).
+    fn rows<E: bytemuck::Pod>(&self, batch: usize, head: usize, kt: usize, d: usize) -> &[E] {
+        let all: &[E] = match self.tensor.dtype() {
+            DType::BF16 => bytemuck::cast_slice(self.tensor.storage::<half::bf16>()),
+            _ => bytemuck::cast_slice(self.tensor.storage::<f32>()),
+        };
+        let at = self.offset + batch * self.batch_stride + head * self.head_stride;
+        &all[at..][..kt * d]
+    }
+}
+
+/// The queries of one kv head's group (`q` `[group, d]`) against its keys and values
+/// (`[kt, d]` each, stored as `E`): scores, softmax and the weighted sum of values into `out`
+/// `[group, d]`; `scores` holds `[group, kt]`. Each key and value row is read once for the whole
+/// group.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn attend_one_query<E: Stored>(
+    q: &[f32],
+    keys: &[E],
+    values: &[E],
+    d: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let kt = keys.len() / d;
+    for (j, key) in keys.chunks_exact(d).enumerate() {
+        for (g, q) in q.chunks_exact(d).enumerate() {
+            let mut lanes = [0.0f32; LANES];
+            for (qs, ks) in q.chunks(LANES).zip(key.chunks(LANES)) {
+                for ((l, q), k) in lanes.iter_mut().zip(qs).zip(ks) {
+                    *l += q * k.widen();
+                }
+            }
+            scores[g * kt + j] = pairwise_sum(lanes) * scale;
+        }
+    }
+    for (seen, out) in scores.chunks_exact_mut(kt).zip(out.chunks_exact_mut(d)) {
+        let max = max_of(seen);
+        for s in seen.iter_mut() {
+            *s = exp_nonpositive(*s - max);
+        }
+        let inv_sum = 1.0 / sum_of(seen);
+        out.fill(0.0);
+        for (p, value) in seen.iter().zip(values.chunks_exact(d)) {
+            for (o, x) in out.iter_mut().zip(value) {
+                *o += p * x.widen();
+            }
+        }
+        for o in out.iter_mut() {
+            *o *= inv_sum;
+        }
+    }
 }
 
 /// `x` `[rows, cols]` as `[cols, rows]`.
@@ -241,6 +379,39 @@ mod tests {
     }
 
     #[test]
+    fn decode_steps_read_cache_buffers_in_place_in_f32_and_bf16() {
+        use burn::tensor::FloatDType;
+        let device = DeviceSpec::Cpu.device().unwrap();
+        let normal = Distribution::Normal(0.0, 1.0);
+        // (batch, heads, kv heads, cached keys, spare slots, head dim)
+        for (b, heads, kv_heads, kt, spare, d) in [(1, 4, 2, 9, 7, 32), (2, 6, 3, 40, 0, 20)] {
+            let q = Tensor::<4>::random([b, heads, 1, d], normal, &device);
+            // Keys and values as the cache holds them: the first `kt` slots of longer buffers.
+            let buffer = || Tensor::<4>::random([b, kv_heads, kt + spare, d], normal, &device);
+            let (k, v) = (buffer().narrow(2, 0, kt), buffer().narrow(2, 0, kt));
+            let scale = 1.0 / (d as f32).sqrt();
+            let want = burn_causal_attention(q.clone(), k.clone(), v.clone(), scale);
+            let got = try_causal(&q, &k, &v, scale).expect("f32 decode on flex is covered");
+            let diff = (got - want.clone()).abs().max().into_scalar::<f32>();
+            assert!(diff <= 1e-5, "f32 {b}x{heads}x{kt}: differs by {diff}");
+
+            // bf16: the same arithmetic on the rounded inputs, one rounding of the output.
+            let half = |x: Tensor<4>| x.cast(FloatDType::BF16);
+            let (q, k, v) = (half(q), half(k), half(v));
+            let got = try_causal(&q, &k, &v, scale).expect("bf16 decode on flex is covered");
+            assert_eq!(got.dtype(), burn::tensor::DType::BF16);
+            let wide = |x: Tensor<4>| x.cast(FloatDType::F32);
+            let want = burn_causal_attention(wide(q), wide(k), wide(v), scale);
+            let diff = (wide(got) - want.clone()).abs().max().into_scalar::<f32>();
+            let largest = want.abs().max().into_scalar::<f32>();
+            assert!(
+                diff <= largest / 128.0,
+                "bf16 {b}x{heads}x{kt}: differs by {diff}"
+            );
+        }
+    }
+
+    #[test]
     fn declines_what_it_does_not_cover() {
         let device = DeviceSpec::Cpu.device().unwrap();
         let x = Tensor::<4>::zeros([1, 2, 3, 4], &device);
@@ -250,7 +421,10 @@ mod tests {
             "fewer keys than queries"
         );
         let half = x.clone().cast(burn::tensor::FloatDType::BF16);
-        assert!(try_causal(&half, &half, &half, 1.0).is_none(), "bf16");
+        assert!(
+            try_causal(&half, &half, &half, 1.0).is_none(),
+            "bf16 prompts"
+        );
         let tracked = x.clone().autodiff();
         assert!(try_causal(&tracked, &x, &x, 1.0).is_none(), "autodiff");
     }

@@ -45,6 +45,35 @@ impl Linear {
     }
 }
 
+/// Several linear layers applied to one input (q, k and v; gate and up): on the CPU backend a
+/// decode step computes all their base products in one parallel pass (`gemv::try_linear_many`),
+/// elsewhere each layer runs as [`Linear::forward`].
+pub fn forward_many(layers: &[&Linear], x: Tensor<3>) -> Vec<Tensor<3>> {
+    #[cfg(feature = "flex")]
+    {
+        let [b, t, d] = x.dims();
+        let rows = x.clone().reshape([b * t, d]);
+        let weights: Vec<Tensor<2>> = layers.iter().map(|l| l.weight.val()).collect();
+        if let Some(products) = super::gemv::try_linear_many(&rows, &weights) {
+            return layers
+                .iter()
+                .zip(products)
+                .map(|(layer, y)| {
+                    let y = match &layer.lora {
+                        Some(lora) => {
+                            let dtype = y.dtype();
+                            y + lora.delta(rows.clone(), dtype)
+                        }
+                        None => y,
+                    };
+                    y.reshape([b, t, layer.out_features()])
+                })
+                .collect();
+        }
+    }
+    layers.iter().map(|l| l.forward(x.clone())).collect()
+}
+
 /// `x·wᵀ` for `w` stored `[out, in]`: burn's matmul, or on the CPU backend medtune's own kernels
 /// without autodiff: a GEMV that reads each weight once in its stored type for a few rows
 /// (decoding, `gemv`), an AVX-512 GEMM for f32 prompts and batches (`f32_gemm`), and the same

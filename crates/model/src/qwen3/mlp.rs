@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 
-use super::layers::Linear;
+use super::layers::{Linear, forward_many};
 
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -55,8 +55,9 @@ impl Mlp {
         if let Some(h) = self.fused_gate_up(&x) {
             return self.down_proj.forward(h);
         }
-        let gate = self.gate_proj.forward(x.clone());
-        let up = self.up_proj.forward(x);
+        let [gate, up]: [Tensor<3>; 2] = forward_many(&[&self.gate_proj, &self.up_proj], x)
+            .try_into()
+            .expect("two projections");
         #[cfg(feature = "flex")]
         if let Some(h) = super::swiglu::try_swiglu(&gate, &up)
             .or_else(|| super::swiglu::try_swiglu_autodiff(&gate, &up))

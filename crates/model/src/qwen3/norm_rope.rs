@@ -23,7 +23,8 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::flex_tensor::{
-    contiguous, contiguous_primitive, for_each_checkpointing, from_values, primitive_from_values,
+    F32Values, contiguous, contiguous_primitive, f32_values, for_each_checkpointing,
+    from_f32_values, is_f32_or_bf16, primitive_from_values,
 };
 
 /// `values` as a flex primitive of `like`'s shape.
@@ -44,20 +45,25 @@ pub fn try_rms_norm<const D: usize>(
 ) -> Option<Tensor<D>> {
     let dims = x.dims();
     let width = dims[D - 1];
-    if x.dtype() != DType::F32
-        || weight.dtype() != DType::F32
+    if weight.dtype() != x.dtype()
         || weight.is_require_grad()
         || weight.dims()[0] != width
         || width == 0
     {
         return None;
     }
-    let weight = contiguous(&weight.clone().inner())?;
-    if !x.is_autodiff() {
-        let xs = contiguous(x)?;
-        let (out, _) = rms_norm(xs.as_slice()?, weight.as_slice()?, eps as f32);
-        return Some(from_values(out, dims));
+    let weight = weight.clone().inner();
+    if !x.is_autodiff() && is_f32_or_bf16(x.dtype()) {
+        // bf16 (decoding a bf16 model): computed in f32 and rounded once at the end, where
+        // transformers also rounds the normalised value before the weight's product.
+        let (xs, ws) = (f32_values(x)?, f32_values(&weight)?);
+        let (out, _) = rms_norm(xs.as_slice(), ws.as_slice(), eps as f32);
+        return Some(from_f32_values(out, dims, x.dtype()));
     }
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let weight = contiguous(&weight)?;
     for_each_checkpointing!(|S| {
         if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, S>>() {
             let input = contiguous_primitive(x.primitive());
@@ -168,7 +174,9 @@ fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], inv_rms: 
 pub fn try_rope(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tensor<4>> {
     let [b, heads, t, d] = x.dims();
     let [cb, one, ct, cd] = cos.dims();
-    let applies = [x, cos, sin].iter().all(|v| v.dtype() == DType::F32)
+    let dtype = x.dtype();
+    let applies = [x, cos, sin].iter().all(|v| v.dtype() == dtype)
+        && (dtype == DType::F32 || (dtype == DType::BF16 && !x.is_autodiff()))
         && !cos.is_require_grad()
         && !sin.is_require_grad()
         && sin.dims() == cos.dims()
@@ -180,17 +188,18 @@ pub fn try_rope(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tenso
         return None;
     }
     let tables = Tables {
-        cos: contiguous(&cos.clone().inner())?,
-        sin: contiguous(&sin.clone().inner())?,
+        cos: f32_values(&cos.clone().inner())?,
+        sin: f32_values(&sin.clone().inner())?,
         per_sequence: cb != 1,
         heads,
         t,
         d,
     };
     if !x.is_autodiff() {
-        let xs = contiguous(x)?;
-        let out = tables.rotate(xs.as_slice()?, false)?;
-        return Some(from_values(out, [b, heads, t, d]));
+        // bf16: in f32, rounded once (transformers rounds each of its four products and sums).
+        let xs = f32_values(x)?;
+        let out = tables.rotate(xs.as_slice(), false)?;
+        return Some(from_f32_values(out, [b, heads, t, d], dtype));
     }
     for_each_checkpointing!(|S| {
         if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, S>>() {
@@ -209,8 +218,8 @@ pub fn try_rope(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tenso
 /// cos and sin `[b or 1, 1, t, d]`, contiguous.
 #[derive(Clone, Debug)]
 struct Tables {
-    cos: FlexTensor,
-    sin: FlexTensor,
+    cos: F32Values,
+    sin: F32Values,
     per_sequence: bool,
     heads: usize,
     t: usize,
@@ -221,7 +230,7 @@ impl Tables {
     /// The rotation of `x` `[b, heads, t, d]`, or its transpose (`inverse`: the backward pass,
     /// the rotation by −angle).
     fn rotate(&self, x: &[f32], inverse: bool) -> Option<Vec<f32>> {
-        let (cs, ss) = (self.cos.as_slice::<f32>()?, self.sin.as_slice::<f32>()?);
+        let (cs, ss) = (self.cos.as_slice(), self.sin.as_slice());
         let (heads, block) = (self.heads, self.t * self.d);
         let mut out = vec![0.0f32; x.len()];
         // One task per (sequence, head): its `[t, d]` block against the sequence's tables.

@@ -14,24 +14,27 @@ use rayon::prelude::*;
 
 use super::fast_exp::exp_nonpositive;
 use super::flex_tensor::{
-    contiguous, contiguous_primitive, for_each_checkpointing, from_values, primitive_from_values,
+    contiguous_primitive, f32_values, for_each_checkpointing, from_f32_values, is_f32_or_bf16,
+    primitive_from_values,
 };
 
-/// `silu(gate) · up` for f32 `gate` and `up` of one shape, or `None` when not on flex, not f32,
-/// or under autodiff: the caller then uses burn's ops.
+/// `silu(gate) · up` for f32 or bf16 `gate` and `up` of one shape, or `None` when not on flex,
+/// of another dtype, or under autodiff: the caller then uses burn's ops.
 pub fn try_swiglu<const D: usize>(gate: &Tensor<D>, up: &Tensor<D>) -> Option<Tensor<D>> {
-    if gate.dtype() != DType::F32
-        || up.dtype() != DType::F32
+    let dtype = gate.dtype();
+    if !is_f32_or_bf16(dtype)
+        || up.dtype() != dtype
         || gate.is_autodiff()
         || up.is_autodiff()
         || gate.dims() != up.dims()
     {
         return None;
     }
-    let (g, u) = (contiguous(gate)?, contiguous(up)?);
+    // bf16 (decoding a bf16 model): in f32, rounded once (transformers rounds silu's result too).
+    let (g, u) = (f32_values(gate)?, f32_values(up)?);
     // Split across threads: the rest of the MLP (its products) runs on all of them.
-    let out = forward(g.as_slice()?, u.as_slice()?);
-    Some(from_values(out, gate.dims()))
+    let out = forward(g.as_slice(), u.as_slice());
+    Some(from_f32_values(out, gate.dims(), dtype))
 }
 
 /// `silu(gate) · up` recorded for autodiff as one operation (training), for f32 tensors on flex:
