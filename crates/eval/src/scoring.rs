@@ -204,16 +204,12 @@ pub fn last_logits(model: &LoadedModel, seqs: &[Vec<u32>], pad_id: u32) -> Vec<f
 /// The final hidden state `[rows, hidden]` at each sequence's last token, in one forward pass.
 fn last_hidden(model: &LoadedModel, seqs: &[Vec<u32>], pad_id: u32) -> Tensor<2> {
     let batch = ForwardBatch::padded(seqs, PaddingSide::Right, pad_id);
-    let hidden = model.forward(&batch, None);
-    let device = hidden.device();
-    let [b, t, h] = hidden.dims();
-    let index: Vec<i64> = seqs
+    let rows: Vec<usize> = seqs
         .iter()
         .enumerate()
-        .map(|(r, s)| (r * t + s.len() - 1) as i64)
+        .map(|(r, s)| r * batch.seq + s.len() - 1)
         .collect();
-    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b]), &device);
-    hidden.reshape([b * t, h]).select(0, index)
+    model.forward_rows(&batch, &rows)
 }
 
 /// The log-likelihood of a continuation after its context.

@@ -166,3 +166,69 @@ fn greedy_continuations_match_transformers() {
         assert_eq!(both[1], alone[0], "{name}: batched row 1");
     }
 }
+
+/// `forward_rows` (the last layer for chosen slots only) gives the hidden states `forward`
+/// gives at those slots: right padding and no padding take the CPU's selected-query path, left
+/// padding (an explicit mask) the whole last layer; in f32 and in bf16.
+#[test]
+fn selected_rows_equal_the_whole_forward_at_those_rows() {
+    for name in FIXTURES {
+        let golden = Golden::open(&fixtures().join(name).join("golden.safetensors"));
+        let [rows, seq] = golden.shape("batch_input_ids")[..] else {
+            panic!("batch_input_ids must be 2-D")
+        };
+        let (ids, mask) = (
+            golden.i64("batch_input_ids"),
+            golden.i64("batch_attention_mask"),
+        );
+        let seqs: Vec<Vec<u32>> = (0..rows)
+            .map(|r| {
+                (0..seq)
+                    .filter(|&t| mask[r * seq + t] == 1)
+                    .map(|t| ids[r * seq + t] as u32)
+                    .collect()
+            })
+            .collect();
+        for (dtype, tol) in [(ComputeDType::F32, F32_TOL), (ComputeDType::Bf16, 0.05)] {
+            let model = load(name, dtype);
+            for side in [PaddingSide::Right, PaddingSide::Left] {
+                let batch = ForwardBatch::padded(&seqs, side, 0);
+                let t = batch.seq;
+                // Each row's last real token, and the first slot of row 0.
+                let mut picked: Vec<usize> = seqs
+                    .iter()
+                    .enumerate()
+                    .map(|(r, s)| match side {
+                        PaddingSide::Right => r * t + s.len() - 1,
+                        PaddingSide::Left => r * t + t - 1,
+                    })
+                    .collect();
+                picked.push(match side {
+                    PaddingSide::Right => 0,
+                    PaddingSide::Left => t - seqs[0].len(),
+                });
+                let host = |x: burn::tensor::Tensor<2>| -> Vec<f32> {
+                    x.cast(burn::tensor::FloatDType::F32)
+                        .into_data()
+                        .try_to_vec()
+                        .unwrap()
+                };
+                let got = host(model.forward_rows(&batch, &picked));
+                let whole = model.forward(&batch, None);
+                let [b, _, h] = whole.dims();
+                let index: Vec<i64> = picked.iter().map(|&r| r as i64).collect();
+                let index = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(
+                    burn::tensor::TensorData::new(index, [picked.len()]),
+                    &whole.device(),
+                );
+                let want = host(whole.reshape([b * t, h]).select(0, index));
+                let largest = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                let diff = max_abs_diff(&got, &want);
+                assert!(
+                    diff <= tol * largest.max(1.0),
+                    "{name} {dtype} {side:?}: differs by {diff} (largest {largest})"
+                );
+            }
+        }
+    }
+}

@@ -88,6 +88,61 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// The attention output `[rows.len(), hidden]` at `rows` only (indices into `x`'s
+    /// `[b · t]` slots), its keys and values from every slot: queries and the output projection
+    /// for those rows alone. For a causal mask with the CPU kernel (f32 or bf16 on flex, no
+    /// autodiff); `None` otherwise.
+    pub fn forward_rows(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        mask: &AttentionMask,
+        rows: &[usize],
+    ) -> Option<Tensor<2>> {
+        #[cfg(not(feature = "flex"))]
+        {
+            let _ = (x, rope, mask, rows);
+            None
+        }
+        #[cfg(feature = "flex")]
+        {
+            let covered = matches!(mask, AttentionMask::Causal)
+                && x.device() == burn::tensor::Device::flex()
+                && matches!(
+                    x.dtype(),
+                    burn::tensor::DType::F32 | burn::tensor::DType::BF16
+                )
+                && !x.is_autodiff();
+            if !covered {
+                return None;
+            }
+            let [b, t, _] = x.dims();
+            let (nh, nkv, hd, n) = (self.num_heads, self.num_kv_heads, self.head_dim, rows.len());
+            let [k, v]: [Tensor<3>; 2] = forward_many(&[&self.k_proj, &self.v_proj], x.clone())
+                .try_into()
+                .expect("two projections");
+            let k = rope.apply(
+                self.k_norm
+                    .forward(k.reshape([b, t, nkv, hd]))
+                    .swap_dims(1, 2),
+            );
+            let v = v.reshape([b, t, nkv, hd]).swap_dims(1, 2);
+            let x_rows = super::model::select_rows(x, rows).unsqueeze_dim::<3>(0);
+            let q = self
+                .q_norm
+                .forward(self.q_proj.forward(x_rows).reshape([n, 1, nh, hd]));
+            let q = rope.at_rows(rows).apply(q.swap_dims(1, 2));
+            // A right-padded or unpadded causal query at position p sees keys 0..=p.
+            let queries: Vec<(usize, usize)> = rows.iter().map(|&r| (r / t, r % t + 1)).collect();
+            let scale = 1.0 / (hd as f32).sqrt();
+            let ctx = super::causal_attention::try_attend_rows(&q, &k, &v, &queries, scale)?;
+            let out = self.o_proj.forward(ctx.reshape([1, n, nh * hd]));
+            Some(out.squeeze_dim::<2>(0))
+        }
+    }
+}
+
 /// `[b, kv, t, d]` → `[b, kv * n_rep, t, d]`, each kv head repeated for its query group
 /// (`repeat_kv` in transformers).
 fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {

@@ -118,41 +118,88 @@ pub fn try_causal(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Op
 
 /// One query per sequence and head (a decode step) against every cached key, f32 or bf16: the
 /// keys and values are read where they are, in the cache's buffers (views with spare slots
-/// after the filled ones) and in their stored type, one task per (sequence, kv head) for the
-/// query heads of its group. Returns `[b, heads, 1, d]` in `q`'s dtype.
+/// after the filled ones) and in their stored type. Returns `[b, heads, 1, d]` in `q`'s dtype.
 fn decode_step(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Option<Tensor<4>> {
-    let [b, heads, _, d] = q.dims();
-    let [_, kv_heads, kt, _] = k.dims();
+    let [b, _, kt, _] = k.dims();
+    let queries: Vec<(usize, usize)> = (0..b).map(|batch| (batch, kt)).collect();
+    attend_queries(q, k, v, &queries, scale)
+}
+
+/// Single queries at chosen positions: `q` `[n, heads, 1, d]`, query `i` of sequence
+/// `queries[i].0` seeing the first `queries[i].1` keys of `k`, `v` `[b, kv_heads, kt, d]` (a
+/// causal query at position `p` of an unpadded or right-padded sequence sees `p + 1`), as the
+/// causal attention over the whole sequence computes them at those positions. f32 or bf16
+/// without autodiff on flex; `None` otherwise. Returns `[n, heads, 1, d]` in `q`'s dtype.
+pub fn try_attend_rows(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    queries: &[(usize, usize)],
+    scale: f32,
+) -> Option<Tensor<4>> {
+    let [n, heads, one, d] = q.dims();
+    let [b, kv_heads, kt, kd] = k.dims();
+    let dtype = q.dtype();
+    let applies = [q, k, v]
+        .iter()
+        .all(|x| x.dtype() == dtype && !x.is_autodiff())
+        && is_f32_or_bf16(dtype)
+        && v.dims() == k.dims()
+        && (one, kd, queries.len()) == (1, d, n)
+        && kv_heads > 0
+        && heads % kv_heads == 0
+        && d > 0
+        && queries
+            .iter()
+            .all(|&(batch, seen)| batch < b && (1..=kt).contains(&seen));
+    if !applies {
+        return None;
+    }
+    attend_queries(q, k, v, queries, scale)
+}
+
+/// [`try_attend_rows`] once its inputs are checked: one task per (query, kv head) for the
+/// query heads of its group.
+fn attend_queries(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    queries: &[(usize, usize)],
+    scale: f32,
+) -> Option<Tensor<4>> {
+    let [n, heads, _, d] = q.dims();
+    let kv_heads = k.dims()[1];
     let group = heads / kv_heads;
-    let queries = f32_values(q)?;
+    let q_values = f32_values(q)?;
     let (keys, values) = (KvRows::of(k)?, KvRows::of(v)?);
-    let per_kv_head = |kv: usize| {
-        let (batch, head) = (kv / kv_heads, kv % kv_heads);
-        let q = &queries.as_slice()[kv * group * d..][..group * d];
+    let per_kv_head = |task: usize| {
+        let (query, head) = (task / kv_heads, task % kv_heads);
+        let (batch, seen) = queries[query];
+        let q = &q_values.as_slice()[task * group * d..][..group * d];
         let mut out = vec![0.0f32; group * d];
-        let mut scores = vec![0.0f32; group * kt];
+        let mut scores = vec![0.0f32; group * seen];
         let (scores_ref, out_ref) = (&mut scores, &mut out);
         if keys.tensor.dtype() == DType::BF16 {
             let (k, v) = (
-                keys.rows::<u16>(batch, head, kt, d),
-                values.rows(batch, head, kt, d),
+                keys.rows::<u16>(batch, head, seen, d),
+                values.rows(batch, head, seen, d),
             );
             attend_one_query::<u16>(q, k, v, d, scale, scores_ref, out_ref);
         } else {
             let (k, v) = (
-                keys.rows::<f32>(batch, head, kt, d),
-                values.rows(batch, head, kt, d),
+                keys.rows::<f32>(batch, head, seen, d),
+                values.rows(batch, head, seen, d),
             );
             attend_one_query::<f32>(q, k, v, d, scale, scores_ref, out_ref);
         }
         out
     };
-    // `[b, kv_heads, group, d]` is `[b, heads, d]`: the query heads of a group are adjacent.
-    let out: Vec<f32> = (0..b * kv_heads)
+    // `[n, kv_heads, group, d]` is `[n, heads, d]`: the query heads of a group are adjacent.
+    let out: Vec<f32> = (0..n * kv_heads)
         .into_par_iter()
         .flat_map_iter(per_kv_head)
         .collect();
-    Some(from_f32_values(out, [b, heads, 1, d], q.dtype()))
+    Some(from_f32_values(out, [n, heads, 1, d], q.dtype()))
 }
 
 /// Keys or values `[b, kv_heads, kt, d]` read in place: each head's `kt` rows of `d` are
@@ -186,7 +233,8 @@ impl KvRows {
         })
     }
 
-    /// The `[kt, d]` rows of one (sequence, kv head), as `E` (`u16` for bf16 storage, `f32`).
+    /// The first `kt` rows `[kt, d]` of one (sequence, kv head), as `E` (`u16` for bf16
+    /// storage, `f32`).
     fn rows<E: bytemuck::Pod>(&self, batch: usize, head: usize, kt: usize, d: usize) -> &[E] {
         let all: &[E] = match self.tensor.dtype() {
             DType::BF16 => bytemuck::cast_slice(self.tensor.storage::<half::bf16>()),

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use super::f32_gemm::{self, MatRef, PackedB};
 use super::fast_exp::exp_nonpositive;
 use super::flex_tensor::{contiguous_primitive, for_each_checkpointing, primitive_from_values};
-use super::lanes::{LANES, max_of};
+use super::lanes::{LANES, max_of, pairwise_sum};
 
 /// Query rows per block: a block's scores against the keys it sees, `[64, ≤ t]`, stay in L2.
 const ROW_BLOCK: usize = 64;
@@ -266,7 +266,7 @@ fn softmax_rows(
                 *s += *x;
             }
         }
-        let sum: f32 = lanes.iter().sum();
+        let sum = pairwise_sum(lanes);
         *inv_sum = 1.0 / sum;
         *lse = max + sum.ln();
     }
@@ -398,7 +398,7 @@ fn score_grads(p: &[f32], dp: &mut [f32], seen: usize, scale: f32) {
                 *acc += p * g;
             }
         }
-        let dot = lanes.iter().sum::<f32>();
+        let dot = pairwise_sum(lanes);
         for (g, p) in dp_row.iter_mut().zip(p_row) {
             *g = scale * p * (*g - dot);
         }

@@ -26,6 +26,7 @@ use super::flex_tensor::{
     F32Values, contiguous, contiguous_primitive, f32_values, for_each_checkpointing,
     from_f32_values, is_f32_or_bf16, primitive_from_values,
 };
+use super::lanes::{LANES, pairwise_sum};
 
 /// `values` as a flex primitive of `like`'s shape.
 fn flex_like(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
@@ -132,13 +133,13 @@ fn rms_norm_grad_rows(x: &[f32], weight: &[f32], dy: &[f32], inv_rms: &[f32], dx
     let width = weight.len();
     let rows = x.chunks_exact(width).zip(dy.chunks_exact(width));
     for (((x, dy), dx), &r) in rows.zip(dx.chunks_exact_mut(width)).zip(inv_rms) {
-        let mut lanes = [0.0f32; 16];
+        let mut lanes = [0.0f32; LANES];
         for ((xs, ds), ws) in x.chunks(16).zip(dy.chunks(16)).zip(weight.chunks(16)) {
             for (((s, x), d), w) in lanes.iter_mut().zip(xs).zip(ds).zip(ws) {
                 *s += x * d * w;
             }
         }
-        let mean = lanes.iter().sum::<f32>() / width as f32;
+        let mean = pairwise_sum(lanes) / width as f32;
         let k = r * r * r * mean;
         for (((o, x), d), w) in dx.iter_mut().zip(x).zip(dy).zip(weight) {
             *o = r * w * d - x * k;
@@ -155,13 +156,13 @@ fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], inv_rms: 
     let width = weight.len();
     let rows = x.chunks_exact(width).zip(out.chunks_exact_mut(width));
     for ((row, out), inv_rms) in rows.zip(inv_rms.iter_mut()) {
-        let mut lanes = [0.0f32; 16];
+        let mut lanes = [0.0f32; LANES];
         for chunk in row.chunks(16) {
             for (s, v) in lanes.iter_mut().zip(chunk) {
                 *s += v * v;
             }
         }
-        let inv = 1.0 / (lanes.iter().sum::<f32>() / width as f32 + eps).sqrt();
+        let inv = 1.0 / (pairwise_sum(lanes) / width as f32 + eps).sqrt();
         *inv_rms = inv;
         for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
             *o = v * inv * w;

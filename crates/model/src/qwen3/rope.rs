@@ -2,7 +2,7 @@
 //! transformers' Llama/Qwen models). Angles are computed on the host in f32 as transformers does,
 //! then uploaded; that is a few kilobytes per step.
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use super::layers::cast_to;
 
@@ -69,6 +69,26 @@ impl Rope {
 }
 
 impl RopeTables {
+    /// The tables at `rows` of their `[b · t]` slots, each as a sequence of one:
+    /// `[rows.len(), 1, 1, head_dim]`.
+    pub(crate) fn at_rows(&self, rows: &[usize]) -> Self {
+        let pick = |table: &Tensor<4>| {
+            let [b, _, t, d] = table.dims();
+            let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+            let index =
+                Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len()]), &table.device());
+            table
+                .clone()
+                .reshape([b * t, d])
+                .select(0, index)
+                .reshape([rows.len(), 1, 1, d])
+        };
+        Self {
+            cos: pick(&self.cos),
+            sin: pick(&self.sin),
+        }
+    }
+
     /// Applies the rotation to `x` of shape `[batch, heads, seq, head_dim]`.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         #[cfg(feature = "flex")]
