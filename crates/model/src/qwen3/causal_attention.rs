@@ -264,7 +264,29 @@ fn attend_one_query<E: Stored>(
     out: &mut [f32],
 ) {
     let kt = keys.len() / d;
-    for (j, key) in keys.chunks_exact(d).enumerate() {
+    // Keys four at a time: four independent sums in flight (one key's chain of dependent adds
+    // left the core waiting on each), then four reductions.
+    const KEYS: usize = 4;
+    let blocks = keys.chunks_exact(KEYS * d);
+    let rest = blocks.remainder();
+    for (block, four) in blocks.enumerate() {
+        for (g, q) in q.chunks_exact(d).enumerate() {
+            let mut lanes = [[0.0f32; LANES]; KEYS];
+            for (c, qs) in q.chunks(LANES).enumerate() {
+                for (key, lanes) in lanes.iter_mut().enumerate() {
+                    let ks = &four[key * d + c * LANES..][..qs.len()];
+                    for ((l, q), k) in lanes.iter_mut().zip(qs).zip(ks) {
+                        *l += q * k.widen();
+                    }
+                }
+            }
+            for (key, lanes) in lanes.into_iter().enumerate() {
+                scores[g * kt + block * KEYS + key] = pairwise_sum(lanes) * scale;
+            }
+        }
+    }
+    let first_rest = kt - rest.len() / d;
+    for (j, key) in rest.chunks_exact(d).enumerate() {
         for (g, q) in q.chunks_exact(d).enumerate() {
             let mut lanes = [0.0f32; LANES];
             for (qs, ks) in q.chunks(LANES).zip(key.chunks(LANES)) {
@@ -272,7 +294,7 @@ fn attend_one_query<E: Stored>(
                     *l += q * k.widen();
                 }
             }
-            scores[g * kt + j] = pairwise_sum(lanes) * scale;
+            scores[g * kt + first_rest + j] = pairwise_sum(lanes) * scale;
         }
     }
     for (seen, out) in scores.chunks_exact_mut(kt).zip(out.chunks_exact_mut(d)) {
