@@ -7,21 +7,15 @@
 set -euo pipefail
 preset=${1:-small}
 dtype=${2:-f32}
-rounds=${ROUNDS:-3}
 questions=${QUESTIONS:-128}
 cd "$(dirname "$0")/.."
+source tools/compare_common.sh
 medtune=${MEDTUNE:-target/release/medtune}
 python=${PYTHON:-.venv/bin/python}
-rate() { grep -o '"questions_per_s": *[0-9.]*' | grep -o '[0-9.]*$'; }
-ours=(); theirs=()
-for _ in $(seq "$rounds"); do
-  m=$($medtune bench eval --preset "$preset" --dtype "$dtype" --questions "$questions" --json)
-  t=$($python tools/bench_eval.py --preset "$preset" --dtype "$dtype" --questions "$questions" \
-      --threads 2 --json 2>/dev/null)
-  echo "medtune:      $m"
-  echo "transformers: $t"
-  ours+=("$(echo "$m" | rate)"); theirs+=("$(echo "$t" | rate)")
-done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-mo=$(median "${ours[@]}"); mt=$(median "${theirs[@]}")
-echo "median questions/s: medtune $mo, transformers $mt, ratio $(awk -v a="$mo" -v b="$mt" 'BEGIN{printf "%.2f", a/b}')"
+ours() { $medtune bench eval --preset "$preset" --dtype "$dtype" --questions "$questions" --json; }
+theirs() {
+  $python tools/bench_eval.py --preset "$preset" --dtype "$dtype" --questions "$questions" \
+    --threads 2 --json 2>/dev/null
+}
+alternate "${ROUNDS:-3}" questions_per_s transformers
+echo "median questions/s: medtune $median_ours, transformers $median_theirs, ratio $(awk -v a="$median_ours" -v b="$median_theirs" 'BEGIN{printf "%.2f", a/b}')"

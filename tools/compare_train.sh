@@ -6,20 +6,12 @@
 #   tools/compare_train.sh small
 set -euo pipefail
 preset=${1:-small}
-rounds=${ROUNDS:-3}
 cd "$(dirname "$0")/.."
+source tools/compare_common.sh
 medtune=${MEDTUNE:-target/release/medtune}
 python=${PYTHON:-.venv/bin/python}
-step() { grep -o '"s_per_step": *[0-9.]*' | grep -o '[0-9.]*$'; }
-ours=(); theirs=()
-for _ in $(seq "$rounds"); do
-  m=$($medtune bench train --preset "$preset" --json)
-  t=$($python tools/bench_train.py --preset "$preset" --json 2>/dev/null)
-  echo "medtune:      $m"
-  echo "pytorch+peft: $t"
-  ours+=("$(echo "$m" | step)"); theirs+=("$(echo "$t" | step)")
-done
+ours() { $medtune bench train --preset "$preset" --json; }
+theirs() { $python tools/bench_train.py --preset "$preset" --json 2>/dev/null; }
+alternate "${ROUNDS:-3}" s_per_step pytorch+peft
 echo "pytorch+peft: $($python tools/bench_train.py --preset "$preset" --full-logits --json 2>/dev/null)"
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-mo=$(median "${ours[@]}"); mt=$(median "${theirs[@]}")
-echo "median s/step: medtune $mo, pytorch+peft best case $mt, speed-up $(awk -v a="$mo" -v b="$mt" 'BEGIN{printf "%.2f", b/a}')"
+echo "median s/step: medtune $median_ours, pytorch+peft best case $median_theirs, speed-up $(awk -v a="$median_ours" -v b="$median_theirs" 'BEGIN{printf "%.2f", b/a}')"
