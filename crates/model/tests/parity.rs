@@ -21,6 +21,23 @@ fn ids_u32(v: &[i64]) -> Vec<u32> {
     v.iter().map(|&x| x as u32).collect()
 }
 
+/// The real tokens of each row of the golden batch (it is left-padded; its mask marks them).
+fn golden_batch_sequences(golden: &Golden) -> Vec<Vec<u32>> {
+    let [rows, seq] = golden.shape("batch_input_ids")[..] else {
+        panic!("batch_input_ids must be 2-D")
+    };
+    let ids = golden.i64("batch_input_ids");
+    let mask = golden.i64("batch_attention_mask");
+    (0..rows)
+        .map(|r| {
+            (0..seq)
+                .filter(|&t| mask[r * seq + t] == 1)
+                .map(|t| ids[r * seq + t] as u32)
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn f32_logits_match_transformers() {
     for name in FIXTURES {
@@ -83,22 +100,10 @@ fn padded_batches_match_unbatched_and_transformers() {
     for name in FIXTURES {
         let golden = Golden::open(&fixtures().join(name).join("golden.safetensors"));
         let model = load(name, ComputeDType::F32);
-        let [rows, seq] = golden.shape("batch_input_ids")[..] else {
-            panic!("batch_input_ids must be 2-D")
-        };
-        let ids = golden.i64("batch_input_ids");
-        let mask = golden.i64("batch_attention_mask");
+        let seq = golden.shape("batch_input_ids")[1];
         let want = golden.f32("batch_logits_f32");
         let vocab = model.config.vocab_size;
-        // The real tokens of each row (the golden batch is left-padded).
-        let seqs: Vec<Vec<u32>> = (0..rows)
-            .map(|r| {
-                (0..seq)
-                    .filter(|&t| mask[r * seq + t] == 1)
-                    .map(|t| ids[r * seq + t] as u32)
-                    .collect()
-            })
-            .collect();
+        let seqs = golden_batch_sequences(&golden);
         for side in [PaddingSide::Left, PaddingSide::Right] {
             let batch = ForwardBatch::padded(&seqs, side, 0);
             let logits = model.batch_logits(&batch);
@@ -175,21 +180,7 @@ fn greedy_continuations_match_transformers() {
 fn selected_rows_equal_the_whole_forward_at_those_rows() {
     for name in FIXTURES {
         let golden = Golden::open(&fixtures().join(name).join("golden.safetensors"));
-        let [rows, seq] = golden.shape("batch_input_ids")[..] else {
-            panic!("batch_input_ids must be 2-D")
-        };
-        let (ids, mask) = (
-            golden.i64("batch_input_ids"),
-            golden.i64("batch_attention_mask"),
-        );
-        let seqs: Vec<Vec<u32>> = (0..rows)
-            .map(|r| {
-                (0..seq)
-                    .filter(|&t| mask[r * seq + t] == 1)
-                    .map(|t| ids[r * seq + t] as u32)
-                    .collect()
-            })
-            .collect();
+        let seqs = golden_batch_sequences(&golden);
         // Half precision as this device computes it (Vulkan has no bf16: f16 there).
         let half = if test_device().supports_dtype(ComputeDType::Bf16.dtype()) {
             ComputeDType::Bf16

@@ -41,19 +41,13 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
-        // The per-head norms run before the heads move to dim 1: a norm over the last dim
-        // does not care about the order of the others, and the projections' layout is
-        // contiguous as it is (no copy for the norm's kernel).
         let [q, k, v]: [Tensor<3>; 3] =
             forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], x)
                 .try_into()
                 .expect("three projections");
-        let q = self.q_norm.forward(heads(q, nh));
-        let k = self.k_norm.forward(heads(k, nkv));
-        let v = heads(v, nkv).swap_dims(1, 2);
-        let q = rope.apply(q.swap_dims(1, 2));
-        let k = rope.apply(k.swap_dims(1, 2));
+        let q = self.rotated_heads(q, &self.q_norm, rope);
+        let k = self.rotated_heads(k, &self.k_norm, rope);
+        let v = self.heads(v);
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),
@@ -109,30 +103,25 @@ impl Attention {
         {
             let covered = matches!(mask, AttentionMask::Causal)
                 && x.device() == burn::tensor::Device::flex()
-                && matches!(
-                    x.dtype(),
-                    burn::tensor::DType::F32 | burn::tensor::DType::BF16
-                )
+                && super::flex_tensor::is_f32_or_bf16(x.dtype())
                 && !x.is_autodiff();
             if !covered {
                 return None;
             }
-            let [b, t, _] = x.dims();
-            let (nh, nkv, hd, n) = (self.num_heads, self.num_kv_heads, self.head_dim, rows.len());
+            let t = x.dims()[1];
+            let (nh, hd, n) = (self.num_heads, self.head_dim, rows.len());
             let [k, v]: [Tensor<3>; 2] = forward_many(&[&self.k_proj, &self.v_proj], x.clone())
                 .try_into()
                 .expect("two projections");
-            let k = rope.apply(
-                self.k_norm
-                    .forward(k.reshape([b, t, nkv, hd]))
-                    .swap_dims(1, 2),
+            let k = self.rotated_heads(k, &self.k_norm, rope);
+            let v = self.heads(v);
+            // Each selected row as a sequence of one, with the tables at its position.
+            let x_rows = super::model::select_rows(x, rows).unsqueeze_dim::<3>(1);
+            let q = self.rotated_heads(
+                self.q_proj.forward(x_rows),
+                &self.q_norm,
+                &rope.at_rows(rows),
             );
-            let v = v.reshape([b, t, nkv, hd]).swap_dims(1, 2);
-            let x_rows = super::model::select_rows(x, rows).unsqueeze_dim::<3>(0);
-            let q = self
-                .q_norm
-                .forward(self.q_proj.forward(x_rows).reshape([n, 1, nh, hd]));
-            let q = rope.at_rows(rows).apply(q.swap_dims(1, 2));
             // A right-padded or unpadded causal query at position p sees keys 0..=p.
             let queries: Vec<(usize, usize)> = rows.iter().map(|&r| (r / t, r % t + 1)).collect();
             let scale = 1.0 / (hd as f32).sqrt();
@@ -140,6 +129,23 @@ impl Attention {
             let out = self.o_proj.forward(ctx.reshape([1, n, nh * hd]));
             Some(out.squeeze_dim::<2>(0))
         }
+    }
+
+    /// A projection `[b, t, heads · head_dim]` as heads `[b, heads, t, head_dim]`.
+    fn heads(&self, y: Tensor<3>) -> Tensor<4> {
+        let [b, t, width] = y.dims();
+        y.reshape([b, t, width / self.head_dim, self.head_dim])
+            .swap_dims(1, 2)
+    }
+
+    /// A query or key projection as heads, each normalised by `norm` and rotated.
+    fn rotated_heads(&self, y: Tensor<3>, norm: &RmsNorm, rope: &RopeTables) -> Tensor<4> {
+        let [b, t, width] = y.dims();
+        // The per-head norm runs before the heads move to dim 1: a norm over the last dim does
+        // not care about the order of the others, and the projection's layout is contiguous as
+        // it is (no copy for the norm's kernel).
+        let normed = norm.forward(y.reshape([b, t, width / self.head_dim, self.head_dim]));
+        rope.apply(normed.swap_dims(1, 2))
     }
 }
 

@@ -35,26 +35,14 @@ const BLOCKED_MIN_LEN: usize = 32;
 /// not apply and burn's `attention` must run.
 pub fn try_causal(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Option<Tensor<4>> {
     let [b, heads, t, d] = q.dims();
-    let [kb, kv_heads, kt, kd] = k.dims();
-    let dtype = q.dtype();
-    let applies = [q, k, v]
-        .iter()
-        .all(|x| x.dtype() == dtype && !x.is_autodiff())
-        && is_f32_or_bf16(dtype)
-        && v.dims() == k.dims()
-        && (kb, kd) == (b, d)
-        && kt >= t
-        && kv_heads > 0
-        && heads % kv_heads == 0
-        && t > 0
-        && d > 0;
-    if !applies {
+    let [kb, kv_heads, kt, _] = k.dims();
+    if !kernel_inputs(q, k, v) || kb != b || kt < t || t == 0 {
         return None;
     }
     if t == 1 {
         return decode_step(q, k, v, scale);
     }
-    if dtype != DType::F32 {
+    if q.dtype() != DType::F32 {
         return None;
     }
     let (q, k, v) = (contiguous(q)?, contiguous(k)?, contiguous(v)?);
@@ -137,18 +125,10 @@ pub fn try_attend_rows(
     queries: &[(usize, usize)],
     scale: f32,
 ) -> Option<Tensor<4>> {
-    let [n, heads, one, d] = q.dims();
-    let [b, kv_heads, kt, kd] = k.dims();
-    let dtype = q.dtype();
-    let applies = [q, k, v]
-        .iter()
-        .all(|x| x.dtype() == dtype && !x.is_autodiff())
-        && is_f32_or_bf16(dtype)
-        && v.dims() == k.dims()
-        && (one, kd, queries.len()) == (1, d, n)
-        && kv_heads > 0
-        && heads % kv_heads == 0
-        && d > 0
+    let [n, _, one, _] = q.dims();
+    let [b, _, kt, _] = k.dims();
+    let applies = kernel_inputs(q, k, v)
+        && (one, queries.len()) == (1, n)
         && queries
             .iter()
             .all(|&(batch, seen)| batch < b && (1..=kt).contains(&seen));
@@ -156,6 +136,23 @@ pub fn try_attend_rows(
         return None;
     }
     attend_queries(q, k, v, queries, scale)
+}
+
+/// What both entry points need of `q` `[_, heads, _, d]` and `k`, `v` `[_, kv_heads, _, d]`:
+/// one dtype, f32 or bf16, no autodiff, keys and values of one shape, a head dim, and query
+/// heads that split evenly into kv groups.
+fn kernel_inputs(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> bool {
+    let ([_, heads, _, d], [_, kv_heads, _, kd]) = (q.dims(), k.dims());
+    let dtype = q.dtype();
+    [q, k, v]
+        .iter()
+        .all(|x| x.dtype() == dtype && !x.is_autodiff())
+        && is_f32_or_bf16(dtype)
+        && v.dims() == k.dims()
+        && kd == d
+        && d > 0
+        && kv_heads > 0
+        && heads % kv_heads == 0
 }
 
 /// [`try_attend_rows`] once its inputs are checked: one task per (query, kv head) for the

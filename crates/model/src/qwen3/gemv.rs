@@ -23,7 +23,7 @@ use half::bf16;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::flex_tensor::{f32_values, from_f32_values};
+use super::flex_tensor::{f32_values, from_f32_values, is_f32_or_bf16};
 use super::lanes::{LANES, Stored};
 
 /// Most activation rows handled here: decode steps of a batch of up to 8 sequences. Beyond,
@@ -48,7 +48,7 @@ pub fn try_linear_many(x: &Tensor<2>, ws: &[Tensor<2>]) -> Option<Vec<Tensor<2>>
     let dtype = x.dtype();
     if m == 0
         || m > MAX_ROWS
-        || !matches!(dtype, DType::BF16 | DType::F32)
+        || !is_f32_or_bf16(dtype)
         || x.is_autodiff()
         || ws
             .iter()

@@ -2,9 +2,10 @@
 //! transformers' Llama/Qwen models). Angles are computed on the host in f32 as transformers does,
 //! then uploaded; that is a few kilobytes per step.
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use super::layers::cast_to;
+use super::model::select_rows;
 
 #[derive(Clone, Debug)]
 pub struct Rope {
@@ -74,14 +75,7 @@ impl RopeTables {
     pub(crate) fn at_rows(&self, rows: &[usize]) -> Self {
         let pick = |table: &Tensor<4>| {
             let [b, _, t, d] = table.dims();
-            let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-            let index =
-                Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len()]), &table.device());
-            table
-                .clone()
-                .reshape([b * t, d])
-                .select(0, index)
-                .reshape([rows.len(), 1, 1, d])
+            select_rows(table.clone().reshape([b, t, d]), rows).reshape([rows.len(), 1, 1, d])
         };
         Self {
             cos: pick(&self.cos),
