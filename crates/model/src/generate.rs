@@ -118,9 +118,6 @@ pub fn argmax(values: &[f32]) -> u32 {
     best as u32
 }
 
-/// Generates continuations of `prompts` (left-padded into one batch). `on_token(row, id)` is
-/// called for every new token as it is chosen; returning `false` stops that row. Returns the
-/// new tokens of each row.
 /// The last position's logits of each row, `[rows · vocab]`, and the vocabulary size.
 ///
 /// The step runs on a thread of rayon's pool (`rayon::scope`), not on the caller's: a decode step
@@ -150,6 +147,9 @@ fn on_compute_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     f()
 }
 
+/// Generates continuations of `prompts` (left-padded into one batch). `on_token(row, id)` is
+/// called for every new token as it is chosen; returning `false` stops that row. Returns the
+/// new tokens of each row.
 pub fn generate(
     model: &LoadedModel,
     prompts: &[Vec<u32>],

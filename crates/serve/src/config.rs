@@ -43,4 +43,8 @@ pub struct ServeConfig {
     /// When set, `/v1/*` routes need `Authorization: Bearer KEY`.
     pub api_key: Option<String>,
     pub limits: Limits,
+    /// Called on the model worker's thread each time it finishes a batch and finds no request
+    /// waiting: the binary returns freed memory to the system there, so that a burst of
+    /// requests does not leave the server at its peak size.
+    pub on_idle: Option<fn()>,
 }

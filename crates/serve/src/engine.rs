@@ -113,6 +113,7 @@ impl Engine {
         load: impl FnOnce() -> anyhow::Result<LoadedModel> + Send + 'static,
         tokenizer: Arc<Tokenizer>,
         limits: &Limits,
+        on_idle: Option<fn()>,
     ) -> anyhow::Result<Self> {
         let (tx, rx) = mpsc::channel(limits.queue_capacity.max(1));
         let abort = Arc::new(AtomicBool::new(false));
@@ -123,6 +124,7 @@ impl Engine {
             tokenizer,
             max_batch: limits.max_batch.max(1),
             abort: abort.clone(),
+            on_idle,
         };
         let handle = std::thread::Builder::new()
             .name("medtune-model".into())
@@ -183,6 +185,7 @@ struct Worker {
     tokenizer: Arc<Tokenizer>,
     max_batch: usize,
     abort: Arc<AtomicBool>,
+    on_idle: Option<fn()>,
 }
 
 impl Worker {
@@ -214,6 +217,9 @@ impl Worker {
             }));
             if result.is_err() {
                 tracing::error!("the model worker panicked on a batch; its requests failed");
+            }
+            if let Some(on_idle) = self.on_idle.filter(|_| rx.is_empty()) {
+                on_idle();
             }
         }
     }

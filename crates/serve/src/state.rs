@@ -59,7 +59,7 @@ impl AppState {
         load: impl FnOnce() -> anyhow::Result<LoadedModel> + Send + 'static,
     ) -> anyhow::Result<Self> {
         let tokenizer = Arc::new(tokenizer);
-        let engine = Engine::start(load, tokenizer.clone(), &config.limits)?;
+        let engine = Engine::start(load, tokenizer.clone(), &config.limits, config.on_idle)?;
         Ok(Self {
             config,
             engine,

@@ -651,3 +651,26 @@ async fn a_short_request_in_a_batch_does_not_wait_for_the_longest_row() {
     assert_eq!(h["running"], 1, "{h}");
     drop(long);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reports_idle_after_its_last_batch() {
+    use std::sync::atomic::Ordering;
+    let s = start(limits(), None).await;
+    let before = common::IDLE_CALLS.load(Ordering::SeqCst);
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            &chat("Name a loop diuretic.", json!({"max_tokens": 3})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // The hook runs right after the batch's last event is sent, so allow it a moment.
+    let waited = Instant::now();
+    while common::IDLE_CALLS.load(Ordering::SeqCst) == before {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "on_idle was never called after the request finished"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -80,6 +80,7 @@ pub fn run(args: Args) -> Result<()> {
             timeout: Duration::from_secs(args.timeout_secs),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         },
+        on_idle: Some(crate::allocator::release_free_memory),
     };
     let model_args = args.model.clone();
     let state = AppState::start(config, tokenizer, move || {

@@ -60,6 +60,7 @@ pub async fn start(limits: Limits, api_key: Option<&str>) -> Server {
         model_id: MODEL_ID.into(),
         api_key: api_key.map(str::to_owned),
         limits,
+        on_idle: Some(note_idle),
     };
     let load_dir = model_dir.clone();
     let state = AppState::start(config, tokenizer, move || {
@@ -180,4 +181,11 @@ pub fn chat(content: &str, extra: Value) -> Value {
         body[k] = v.clone();
     }
     body
+}
+
+/// How often a test server's worker reported itself idle (all servers of a test binary).
+pub static IDLE_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn note_idle() {
+    IDLE_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
