@@ -98,6 +98,77 @@ fn generate_print_ids_gives_the_golden_greedy_tokens() {
     assert_eq!(stdout.trim(), ids("new_ids").join(","));
 }
 
+/// `--packed-weights`: a bf16 model with packed weights (`on`, and `auto` where the CPU has
+/// the packed kernel) gives the greedy tokens of the plain bf16 model (`off`); `on` is refused
+/// for f32 with a message that says what it needs, and `bench forward` reports which weights
+/// it ran.
+#[test]
+fn packed_weights_give_the_plain_bf16_tokens() {
+    let model = fixture("tied_gqa");
+    let greedy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("greedy.json")).unwrap()).unwrap();
+    let prompt: Vec<String> = greedy["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let prompt = prompt.join(",");
+    let run = |packing: &str| {
+        ok(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--dtype",
+            "bf16",
+            "--ids",
+            &prompt,
+            "--max-new-tokens",
+            "20",
+            "--greedy",
+            "--print-ids",
+            "--packed-weights",
+            packing,
+        ])
+    };
+    let plain = run("off");
+    assert_eq!(plain.trim().split(',').count(), 20);
+    assert_eq!(run("on"), plain);
+    assert_eq!(run("auto"), plain);
+    let err = fail(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--ids",
+        "1,2",
+        "--packed-weights",
+        "on",
+    ]);
+    assert!(err.contains("--dtype bf16"), "{err}");
+    let bench = |packing: &str| -> serde_json::Value {
+        let stdout = ok(&[
+            "bench",
+            "forward",
+            "--preset",
+            "tiny",
+            "--dtype",
+            "bf16",
+            "--prefill-tokens",
+            "16",
+            "--decode-tokens",
+            "4",
+            "--repeats",
+            "1",
+            "--json",
+            "--packed-weights",
+            packing,
+        ]);
+        serde_json::from_str(stdout.trim()).unwrap()
+    };
+    assert_eq!(bench("on")["weights"], "packed");
+    assert_eq!(bench("off")["weights"], "plain");
+}
+
 #[test]
 fn init_then_ask_with_a_copied_tokenizer() {
     let dir = tempfile::tempdir().unwrap();

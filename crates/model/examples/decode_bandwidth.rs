@@ -1,6 +1,7 @@
 //! How close a decode step's weight reads come to this machine's memory bandwidth: one-row
 //! products over every weight of a qwen3-0.6b-shaped model in bf16 (28 layers and the tied
-//! head, 1.19 GB), against a plain parallel read of as many bytes.
+//! head, 1.19 GB), the same products over the weights packed in 12 bits (0.9 GB), and a plain
+//! parallel read of the bf16 bytes.
 //! `cargo run --release -p medtune-model --example decode_bandwidth`
 use std::time::Instant;
 
@@ -56,6 +57,33 @@ fn main() {
         best * 1e3,
         bytes as f64 / best / 1e9,
         bytes as f64 / 1e9
+    );
+
+    // The same weights packed losslessly in 12 bits (`packed_bf16`), as `--packed-weights`
+    // stores them.
+    let packed: Vec<_> = weights
+        .iter()
+        .map(|w| medtune_model::qwen3::packed_linear::pack_tensor(w).unwrap())
+        .collect();
+    let packed_bytes: usize = packed.iter().map(|p| p.stored_bytes()).sum();
+    let packed_step = || {
+        for w in &packed {
+            let y = medtune_model::qwen3::packed_linear::linear(&x_for(w.cols()), w);
+            std::hint::black_box(y);
+        }
+    };
+    packed_step();
+    let mut packed_best = f64::MAX;
+    for _ in 0..8 {
+        let t = Instant::now();
+        packed_step();
+        packed_best = packed_best.min(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "packed gemv step: {:.1} ms, {:.1} GB/s of packed bytes ({:.2} GB)",
+        packed_best * 1e3,
+        packed_bytes as f64 / packed_best / 1e9,
+        packed_bytes as f64 / 1e9
     );
 
     let buffer: Vec<u64> = (0..bytes / 8).map(|i| i as u64).collect();

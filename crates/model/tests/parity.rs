@@ -6,7 +6,7 @@ mod common;
 use common::{Golden, fixtures, max_abs_diff, test_device};
 use medtune_model::ComputeDType;
 use medtune_model::generate::{GenerateConfig, SamplingConfig, generate};
-use medtune_model::qwen3::{ForwardBatch, LoadedModel, PaddingSide};
+use medtune_model::qwen3::{ForwardBatch, LoadedModel, PaddingSide, WeightPacking};
 
 const FIXTURES: [&str; 3] = ["tied_gqa", "untied_hd32", "mha_sharded"];
 /// f32 tolerance the foundation issue sets.
@@ -228,5 +228,95 @@ fn selected_rows_equal_the_whole_forward_at_those_rows() {
                 );
             }
         }
+    }
+}
+
+fn load_packed(name: &str) -> LoadedModel {
+    LoadedModel::from_dir_packed(
+        &fixtures().join(name),
+        ComputeDType::Bf16,
+        &test_device(),
+        WeightPacking::On,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A bf16 model with its weights packed in 12 bits (`packed_bf16`) computes what the plain bf16
+/// model computes: the same values are read, so the two differ only by the order of f32 sums
+/// before each rounding to bf16 (well under one bf16 step of the logit range, 2⁻⁷ allowed), and
+/// it meets the bf16 bound against transformers' f32 logits. Its greedy continuation, decoded
+/// through the KV cache by the few-row kernel, is the plain model's. `tied_gqa` packs every
+/// weight, `untied_hd32` all but `down_proj` (width 96 is not a whole number of 64-value
+/// blocks), `mha_sharded` none (hidden 48). Only the CPU backend packs.
+#[test]
+fn packed_bf16_weights_compute_the_plain_bf16_model() {
+    let device = test_device();
+    if !device.supports_dtype(ComputeDType::Bf16.dtype()) {
+        return; // Vulkan: bf16 is refused (checked above) and nothing is packed there.
+    }
+    for name in FIXTURES {
+        let golden = Golden::open(&fixtures().join(name).join("golden.safetensors"));
+        let (plain, packed) = (load(name, ComputeDType::Bf16), load_packed(name));
+        let should_pack = plain.on_cpu() && name != "mha_sharded";
+        assert_eq!(packed.is_packed(), should_pack, "{name}");
+        if !should_pack {
+            continue;
+        }
+        let ratio = packed.weight_bytes() as f64 / plain.weight_bytes() as f64;
+        println!("{name}: packed weights take {ratio:.3} of the bf16 bytes");
+        assert!(ratio < 0.85, "{name}: {ratio}");
+
+        let ids = ids_u32(&golden.i64("input_ids"));
+        let (ours, theirs) = (packed.sequence_logits(&ids), plain.sequence_logits(&ids));
+        let reference = golden.f32("logits_f32");
+        let range = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let vs_plain = max_abs_diff(&ours, &theirs);
+        let vs_f32 = max_abs_diff(&ours, &reference);
+        let hf_err = max_abs_diff(&golden.f32("logits_bf16"), &reference);
+        println!("{name}: packed vs plain bf16 {vs_plain:.3e}, vs f32 {vs_f32:.3e}");
+        assert!(vs_plain <= range * 2f32.powi(-7), "{name}: {vs_plain}");
+        assert!(vs_f32 <= 2.0 * hf_err.max(range * 2f32.powi(-8)), "{name}");
+
+        let text = std::fs::read_to_string(fixtures().join(name).join("greedy.json")).unwrap();
+        let want: Greedy = serde_json::from_str(&text).unwrap();
+        let config = GenerateConfig {
+            max_new_tokens: want.new_ids.len(),
+            stop_ids: vec![],
+            sampling: SamplingConfig::greedy(),
+            pad_id: 0,
+        };
+        let prompt = std::slice::from_ref(&want.prompt_ids);
+        let got = generate(&packed, prompt, &config, |_, _| true);
+        let plain_got = generate(&plain, prompt, &config, |_, _| true);
+        assert_eq!(got[0], plain_got[0], "{name}: packed vs plain bf16 greedy");
+    }
+}
+
+/// Decoding a packed model through the KV cache, one token per step (the few-row kernel), gives
+/// the logits the whole sequence gives in one pass (the GEMM over unpacked slabs), at every
+/// position: the two product paths read the same weights.
+#[test]
+fn packed_decode_steps_equal_the_whole_sequence() {
+    let device = test_device();
+    if !device.supports_dtype(ComputeDType::Bf16.dtype()) {
+        return;
+    }
+    let model = load_packed("tied_gqa");
+    if !model.is_packed() {
+        return; // not the CPU backend
+    }
+    let golden = Golden::open(&fixtures().join("tied_gqa").join("golden.safetensors"));
+    let ids = ids_u32(&golden.i64("input_ids"));
+    let whole = model.sequence_logits(&ids);
+    let vocab = model.config.vocab_size;
+    let range = whole.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let mut cache = model.new_cache();
+    for (t, &id) in ids.iter().enumerate() {
+        let positions = [t as i64];
+        let batch = ForwardBatch::from_parts(1, 1, vec![id], vec![true], &positions);
+        let hidden = model.forward(&batch, Some(&mut cache));
+        let step: Vec<f32> = model.model.logits(hidden).into_data().try_to_vec().unwrap();
+        let diff = max_abs_diff(&step, &whole[t * vocab..(t + 1) * vocab]);
+        assert!(diff <= range * 2f32.powi(-7), "position {t}: {diff}");
     }
 }

@@ -5,7 +5,7 @@ use medtune_text::Tokenizer;
 use medtune_text::mcq::{McqChatOptions, McqPrompt, render_mcq_prompt};
 
 use super::generate::{SamplingArgs, stream};
-use crate::common::ModelArgs;
+use crate::common::{ModelArgs, PackingArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,6 +24,8 @@ pub struct Args {
     pub system: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub packing: PackingArgs,
 }
 
 fn parse_option(text: &str) -> Result<(char, String)> {
@@ -45,7 +47,7 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|o| parse_option(o))
         .collect::<Result<Vec<_>>>()?;
-    let (model, dir) = args.model.load()?;
+    let (model, dir) = args.model.load_for_generation(&args.packing)?;
     let tokenizer =
         Tokenizer::from_dir(&dir).with_context(|| format!("tokenizer of {}", dir.display()))?;
     let prompt = McqPrompt {

@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use medtune_model::generate::{GenerateConfig, SamplingConfig, generate};
 use medtune_model::init::random_weights;
-use medtune_model::qwen3::{ForwardBatch, LoadedModel};
+use medtune_model::qwen3::{ForwardBatch, LoadedModel, WeightPacking};
 use medtune_model::{ComputeDType, Device, DeviceSpec, Preset};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -97,6 +97,8 @@ pub struct ForwardArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub packing: crate::common::PackingArgs,
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -109,9 +111,21 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 
 /// A model of `preset`'s shape with random weights (seed 0) on `device`.
 fn random_model(preset: Preset, dtype: ComputeDType, device: &Device) -> Result<LoadedModel> {
+    random_packed_model(preset, dtype, device, WeightPacking::Off)
+}
+
+/// [`random_model`] with its weights packed as `packing` says.
+fn random_packed_model(
+    preset: Preset,
+    dtype: ComputeDType,
+    device: &Device,
+    packing: WeightPacking,
+) -> Result<LoadedModel> {
     let cfg = preset.config();
     let weights = random_weights(&cfg, dtype, 0);
-    Ok(LoadedModel::from_source(&weights, cfg, dtype, device)?)
+    Ok(LoadedModel::from_source_packed(
+        &weights, cfg, dtype, device, packing,
+    )?)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -120,7 +134,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn forward(args: ForwardArgs) -> Result<()> {
-    let model = random_model(args.preset, args.dtype, &args.device.device()?)?;
+    args.packing.check(args.dtype, &args.device)?;
+    let model = random_packed_model(
+        args.preset,
+        args.dtype,
+        &args.device.device()?,
+        args.packing.packed_weights,
+    )?;
+    let weights = if model.is_packed() { "packed" } else { "plain" };
     let mut rng = StdRng::seed_from_u64(1);
     let prompt: Vec<u32> = (0..args.prefill_tokens)
         .map(|_| rng.random_range(0..151_643))
@@ -168,6 +189,7 @@ fn forward(args: ForwardArgs) -> Result<()> {
                 "preset": args.preset.name(),
                 "device": args.device.to_string(),
                 "dtype": args.dtype.to_string(),
+                "weights": weights,
                 "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                 "prefill_tokens": args.prefill_tokens,
                 "decode_tokens": args.decode_tokens,
@@ -177,7 +199,7 @@ fn forward(args: ForwardArgs) -> Result<()> {
         );
     } else {
         println!(
-            "{} on {} ({}): prefill {:.1} tokens/s ({} tokens), decode {:.1} tokens/s ({} tokens)",
+            "{} on {} ({}, {weights} weights): prefill {:.1} tokens/s ({} tokens), decode {:.1} tokens/s ({} tokens)",
             args.preset.name(),
             args.device,
             args.dtype,

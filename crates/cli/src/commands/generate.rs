@@ -7,7 +7,7 @@ use medtune_model::generate::{GenerateConfig, SamplingConfig, generate};
 use medtune_model::qwen3::LoadedModel;
 use medtune_text::Tokenizer;
 
-use crate::common::{ModelArgs, check_ids, parse_ids};
+use crate::common::{ModelArgs, PackingArgs, check_ids, parse_ids};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
@@ -54,10 +54,12 @@ pub struct Args {
     /// Print the new token ids, comma-separated, instead of text.
     #[arg(long)]
     pub print_ids: bool,
+    #[command(flatten)]
+    pub packing: PackingArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (model, dir) = args.model.load()?;
+    let (model, dir) = args.model.load_for_generation(&args.packing)?;
     let tokenizer = if args.prompt.is_some() || !args.print_ids {
         Some(Tokenizer::from_dir(&dir).with_context(|| format!("tokenizer of {}", dir.display()))?)
     } else {

@@ -8,12 +8,14 @@ use anyhow::{Context, Result};
 use medtune_serve::{AppState, Limits, ServeConfig};
 use medtune_text::Tokenizer;
 
-use crate::common::ModelArgs;
+use crate::common::{ModelArgs, PackingArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub packing: PackingArgs,
     /// Address to listen on; loopback unless told otherwise.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
@@ -82,9 +84,11 @@ pub fn run(args: Args) -> Result<()> {
         },
         on_idle: Some(crate::allocator::release_free_memory),
     };
-    let model_args = args.model.clone();
+    let (model_args, packing) = (args.model.clone(), args.packing.clone());
     let state = AppState::start(config, tokenizer, move || {
-        model_args.load().map(|(model, _)| model)
+        model_args
+            .load_for_generation(&packing)
+            .map(|(model, _)| model)
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

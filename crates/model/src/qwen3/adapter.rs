@@ -226,7 +226,7 @@ impl Qwen3 {
             for target in LoraTarget::ALL {
                 let linear = self.linear_mut(layer, target);
                 if let Some(lora) = linear.lora.take() {
-                    let w = linear.weight.val();
+                    let w = linear.weight();
                     let dtype: DType = w.dtype();
                     let merged =
                         super::layers::cast_to(super::layers::to_f32(w) + lora.dense(), dtype);

@@ -20,14 +20,14 @@ impl Qwen3 {
         }
         let mut out = vec![(
             "model.embed_tokens.weight".to_string(),
-            HostTensor::from_tensor(self.embed_tokens.val(), dtype),
+            HostTensor::from_tensor(self.embed_weight(), dtype),
         )];
         for (i, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             for target in LoraTarget::ALL {
                 out.push((
                     format!("{p}.{}.weight", target.path()),
-                    HostTensor::from_tensor(self.linear(i, target).weight.val(), dtype),
+                    HostTensor::from_tensor(self.linear(i, target).weight(), dtype),
                 ));
             }
             for (name, norm) in [
@@ -49,7 +49,7 @@ impl Qwen3 {
         if let Some(head) = &self.lm_head {
             out.push((
                 "lm_head.weight".into(),
-                HostTensor::from_tensor(head.weight.val(), dtype),
+                HostTensor::from_tensor(head.weight(), dtype),
             ));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -1,16 +1,25 @@
 //! Linear (no bias, Hugging Face [out, in] weight layout) and RMSNorm.
 
+use std::sync::Arc;
+
 use burn::module::{Module, Param};
 use burn::tensor::{DType, FloatDType, Tensor};
 
 use super::lora::Lora;
+use super::packed_bf16::PackedBf16;
 
 /// A bias-free linear layer `y = x·Wᵀ` with `W` stored as Hugging Face does, `[out, in]`, frozen,
 /// plus an optional trainable LoRA update.
+///
+/// For decoding on the CPU the base weight may be held packed in 12 bits instead
+/// ([`Linear::pack`], `packed_bf16`); `weight` then holds an empty placeholder, so the weight is
+/// read only through [`Linear::weight`] and the products here, never through the field.
 #[derive(Module, Debug)]
 pub struct Linear {
-    pub weight: Param<Tensor<2>>,
+    weight: Param<Tensor<2>>,
     pub lora: Option<Lora>,
+    #[module(skip)]
+    packed: Option<Arc<PackedBf16>>,
 }
 
 impl Linear {
@@ -18,60 +27,174 @@ impl Linear {
         Self {
             weight: Param::from_tensor(weight).set_require_grad(false),
             lora: None,
+            packed: None,
         }
     }
 
     pub fn out_features(&self) -> usize {
-        self.weight.dims()[0]
+        match &self.packed {
+            Some(p) => p.rows(),
+            None => self.weight.dims()[0],
+        }
     }
 
     pub fn in_features(&self) -> usize {
-        self.weight.dims()[1]
+        match &self.packed {
+            Some(p) => p.cols(),
+            None => self.weight.dims()[1],
+        }
+    }
+
+    /// The base weight `[out, in]` as a dense tensor (unpacked into a new one when packed).
+    pub fn weight(&self) -> Tensor<2> {
+        match &self.packed {
+            Some(p) => unpacked(p),
+            None => self.weight.val(),
+        }
+    }
+
+    /// Bytes of the base weight as a dense matrix (bf16 when it is held packed).
+    pub fn dense_bytes(&self) -> usize {
+        let element = match &self.packed {
+            Some(_) => DType::BF16.size(),
+            None => self.weight.val().dtype().size(),
+        };
+        self.out_features() * self.in_features() * element
+    }
+
+    /// The packed base weight, when it is held packed.
+    pub fn packed(&self) -> Option<&Arc<PackedBf16>> {
+        self.packed.as_ref()
+    }
+
+    /// Holds the base weight packed in 12 bits (lossless, see `packed_bf16`) and frees the dense
+    /// one. Only bf16 weights on the CPU backend whose width is a whole number of blocks are
+    /// packed; returns whether this one was.
+    pub fn pack(&mut self) -> bool {
+        if self.packed.is_some() {
+            return true;
+        }
+        let Some(packed) = pack_dense(&self.weight.val()) else {
+            return false;
+        };
+        self.set_packed(Arc::new(packed));
+        true
+    }
+
+    /// Uses `packed` (of this layer's shape) as the base weight, freeing the dense one: a tied
+    /// head shares the embeddings' packed matrix.
+    pub(crate) fn set_packed(&mut self, packed: Arc<PackedBf16>) {
+        let device = self.weight.device();
+        let dtype = self.weight.val().dtype();
+        self.weight =
+            Param::from_tensor(Tensor::empty([0, 0], (&device, dtype))).set_require_grad(false);
+        self.packed = Some(packed);
+    }
+
+    /// `x·Wᵀ` `[rows, out]` for `x` `[rows, in]`, without the LoRA update.
+    pub fn base_product(&self, x: Tensor<2>) -> Tensor<2> {
+        match &self.packed {
+            Some(p) => packed_product(&x, p),
+            None => matmul_transposed(x, self.weight.val()),
+        }
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let out = self.out_features();
         let x = x.reshape([b * t, d]);
-        let y = matmul_transposed(x.clone(), self.weight.val());
-        let y = match &self.lora {
+        let y = self.base_product(x.clone());
+        self.with_lora(y, x).reshape([b, t, out])
+    }
+
+    /// `y` plus the LoRA update of `x`, when there is an adapter.
+    fn with_lora(&self, y: Tensor<2>, x: Tensor<2>) -> Tensor<2> {
+        match &self.lora {
             Some(lora) => {
                 let dtype = y.dtype();
                 y + lora.delta(x, dtype)
             }
             None => y,
-        };
-        y.reshape([b, t, out])
+        }
     }
 }
 
 /// Several linear layers applied to one input (q, k and v; gate and up): on the CPU backend a
-/// decode step computes all their base products in one parallel pass (`gemv::try_linear_many`),
-/// elsewhere each layer runs as [`Linear::forward`].
+/// decode step computes all their base products in one parallel pass (`gemv::try_linear_many`,
+/// or `packed_linear::linear_many` for packed weights), elsewhere each layer runs as
+/// [`Linear::forward`].
 pub fn forward_many(layers: &[&Linear], x: Tensor<3>) -> Vec<Tensor<3>> {
     #[cfg(feature = "flex")]
     {
         let [b, t, d] = x.dims();
         let rows = x.clone().reshape([b * t, d]);
-        let weights: Vec<Tensor<2>> = layers.iter().map(|l| l.weight.val()).collect();
-        if let Some(products) = super::gemv::try_linear_many(&rows, &weights) {
+        let products = match layers
+            .iter()
+            .map(|l| l.packed())
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(packed) => {
+                let packed: Vec<&PackedBf16> = packed.iter().map(|p| p.as_ref()).collect();
+                Some(super::packed_linear::linear_many(&rows, &packed))
+            }
+            None if layers.iter().all(|l| l.packed().is_none()) => {
+                let weights: Vec<Tensor<2>> = layers.iter().map(|l| l.weight.val()).collect();
+                super::gemv::try_linear_many(&rows, &weights)
+            }
+            None => None,
+        };
+        if let Some(products) = products {
             return layers
                 .iter()
                 .zip(products)
                 .map(|(layer, y)| {
-                    let y = match &layer.lora {
-                        Some(lora) => {
-                            let dtype = y.dtype();
-                            y + lora.delta(rows.clone(), dtype)
-                        }
-                        None => y,
-                    };
-                    y.reshape([b, t, layer.out_features()])
+                    layer
+                        .with_lora(y, rows.clone())
+                        .reshape([b, t, layer.out_features()])
                 })
                 .collect();
         }
     }
     layers.iter().map(|l| l.forward(x.clone())).collect()
+}
+
+/// `w` packed, when it is a bf16 weight on the CPU backend that packs.
+fn pack_dense(w: &Tensor<2>) -> Option<PackedBf16> {
+    #[cfg(feature = "flex")]
+    {
+        super::packed_linear::pack_tensor(w)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = w;
+        None
+    }
+}
+
+/// A packed weight as a dense bf16 tensor.
+pub(crate) fn unpacked(p: &PackedBf16) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    {
+        super::packed_linear::to_tensor(p)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = p;
+        unreachable!("weights are packed only on the CPU backend")
+    }
+}
+
+/// `x·Wᵀ` for a packed `W`.
+pub(crate) fn packed_product(x: &Tensor<2>, p: &PackedBf16) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    {
+        super::packed_linear::linear(x, p)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (x, p);
+        unreachable!("weights are packed only on the CPU backend")
+    }
 }
 
 /// `x·wᵀ` for `w` stored `[out, in]`: burn's matmul, or on the CPU backend medtune's own kernels

@@ -23,7 +23,10 @@ impl Mlp {
         use super::flex_tensor::{contiguous, from_values};
         use burn::tensor::DType;
         let [b, t, k] = x.dims();
-        let (gate, up) = (self.gate_proj.weight.val(), self.up_proj.weight.val());
+        if self.gate_proj.packed().is_some() || self.up_proj.packed().is_some() {
+            return None;
+        }
+        let (gate, up) = (self.gate_proj.weight(), self.up_proj.weight());
         let n = gate.dims()[0];
         if b * t < f32_gemm::MIN_ROWS
             || self.gate_proj.lora.is_some()

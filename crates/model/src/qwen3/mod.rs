@@ -31,6 +31,9 @@ mod mlp;
 mod model;
 #[cfg(feature = "flex")]
 mod norm_rope;
+pub mod packed_bf16;
+#[cfg(feature = "flex")]
+pub mod packed_linear;
 mod rope;
 #[cfg(feature = "flex")]
 mod swiglu;
@@ -43,5 +46,5 @@ pub use cache::KvCache;
 pub use layers::{Linear, RmsNorm, cast_to};
 pub use lora::{Lora, LoraConfig, LoraTarget, lora_rng};
 pub use mlp::Mlp;
-pub use model::{DecoderLayer, LoadedModel, Qwen3};
+pub use model::{DecoderLayer, LoadedModel, Qwen3, WeightPacking};
 pub use rope::Rope;

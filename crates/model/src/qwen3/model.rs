@@ -1,6 +1,7 @@
 //! The whole decoder: embeddings, layers, final norm and the language-model head.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use burn::module::{Module, Param};
 use burn::tensor::module::embedding;
@@ -11,6 +12,7 @@ use super::batch::ForwardBatch;
 use super::cache::KvCache;
 use super::layers::{Linear, RmsNorm, cast_to, matmul_transposed};
 use super::mlp::Mlp;
+use super::packed_bf16::PackedBf16;
 use super::rope::{Rope, RopeTables};
 use crate::checkpoint::{WeightFiles, WeightSource};
 use crate::config::Qwen3Config;
@@ -77,11 +79,15 @@ pub(crate) fn select_rows(x: Tensor<3>, rows: &[usize]) -> Tensor<2> {
 
 #[derive(Module, Debug)]
 pub struct Qwen3 {
-    pub embed_tokens: Param<Tensor<2>>,
+    /// Read through [`Qwen3::embed_weight`]: an empty placeholder once the embeddings are packed.
+    embed_tokens: Param<Tensor<2>>,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
     /// `None` when the head is tied to the embeddings.
     pub lm_head: Option<Linear>,
+    /// The embeddings packed in 12 bits for CPU decoding ([`Qwen3::pack_for_decoding`]).
+    #[module(skip)]
+    packed_embed: Option<Arc<PackedBf16>>,
 }
 
 /// A loaded model with what it needs beside its weights.
@@ -97,28 +103,133 @@ fn frozen<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
     Param::from_tensor(t).set_require_grad(false)
 }
 
-impl LoadedModel {
-    /// Whether the model computes on the CPU backend (where batches are split across threads
-    /// rather than each operation, see `medtune_eval::scoring::last_logits`).
-    pub fn on_cpu(&self) -> bool {
-        #[cfg(feature = "flex")]
-        {
-            self.device == Device::flex()
-        }
-        #[cfg(not(feature = "flex"))]
-        {
-            false
+/// Whether a model loaded to generate holds its weights packed in 12 bits per value
+/// ([`Qwen3::pack_for_decoding`]): `auto` packs bf16 models on the CPU where the packed kernel is
+/// fast (x86-64 with AVX-512 BF16), `on` packs bf16 models on the CPU anywhere, `off` never.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightPacking {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl WeightPacking {
+    /// Whether a model of `dtype` on `device` is packed under this setting.
+    pub fn applies(self, dtype: ComputeDType, device: &Device) -> bool {
+        let eligible = is_flex(device) && dtype == ComputeDType::Bf16;
+        let wanted = match self {
+            Self::Off => false,
+            Self::On => true,
+            Self::Auto => packed_kernel_is_fast(),
+        };
+        eligible && wanted
+    }
+}
+
+/// Whether `device` is the CPU (flex) backend.
+fn is_flex(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        *device == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+impl std::str::FromStr for WeightPacking {
+    type Err = crate::error::ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "on" | "true" | "packed" => Ok(Self::On),
+            "off" | "false" | "plain" => Ok(Self::Off),
+            _ => Err(crate::error::ModelError::Invalid(format!(
+                "unknown weight packing `{s}`: use auto, on or off"
+            ))),
         }
     }
 }
 
+impl std::fmt::Display for WeightPacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        })
+    }
+}
+
+impl LoadedModel {
+    /// Packs the weights for decoding as `packing` says (see [`WeightPacking`]); returns the
+    /// bytes the weights took before and after when it packed, `None` when it did not.
+    pub fn pack_weights(&mut self, packing: WeightPacking) -> Option<(usize, usize)> {
+        packing
+            .applies(self.dtype, &self.device)
+            .then(|| self.model.pack_for_decoding())
+    }
+
+    /// Bytes of the weights of the projections, embeddings and head as held now.
+    pub fn weight_bytes(&self) -> usize {
+        let m = &self.model;
+        let linears = m.layers.iter().flat_map(|l| {
+            let (a, f) = (&l.self_attn, &l.mlp);
+            [
+                &a.q_proj,
+                &a.k_proj,
+                &a.v_proj,
+                &a.o_proj,
+                &f.gate_proj,
+                &f.up_proj,
+                &f.down_proj,
+            ]
+        });
+        let held = |l: &Linear| {
+            l.packed()
+                .map_or_else(|| l.dense_bytes(), |p| p.stored_bytes())
+        };
+        let embed = match &m.packed_embed {
+            Some(p) => p.stored_bytes(),
+            None => {
+                let e = m.embed_tokens.val();
+                e.dims()[0] * e.dims()[1] * e.dtype().size()
+            }
+        };
+        linears.chain(m.lm_head.as_ref()).map(held).sum::<usize>() + embed
+    }
+
+    /// Whether any weight is held packed.
+    pub fn is_packed(&self) -> bool {
+        self.model.packed_embed.is_some()
+            || self
+                .model
+                .layers
+                .iter()
+                .any(|l| l.self_attn.q_proj.packed().is_some())
+    }
+
+    /// Whether the model computes on the CPU backend (where batches are split across threads
+    /// rather than each operation, see `medtune_eval::scoring::last_logits`).
+    pub fn on_cpu(&self) -> bool {
+        is_flex(&self.device)
+    }
+}
+
 impl Qwen3 {
-    /// Loads every tensor of a Hugging Face Qwen3 checkpoint from `source`, converted to `dtype`.
+    /// Loads every tensor of a Hugging Face Qwen3 checkpoint from `source`, converted to `dtype`;
+    /// with `pack`, each projection, the embeddings and the head are packed as they are loaded
+    /// (see [`Qwen3::pack_for_decoding`]), so only one weight is ever held dense.
     pub fn load(
         source: &impl WeightSource,
         cfg: &Qwen3Config,
         dtype: ComputeDType,
         device: &Device,
+        pack: bool,
     ) -> Result<Self> {
         let h = cfg.hidden_size;
         let (nh, nkv, hd) = (
@@ -128,7 +239,13 @@ impl Qwen3 {
         );
         let get2 = |name: &str, shape: [usize; 2]| source.load(name, shape, dtype, device);
         let linear = |name: String, out: usize, inp: usize| {
-            get2(&format!("{name}.weight"), [out, inp]).map(Linear::new)
+            get2(&format!("{name}.weight"), [out, inp]).map(|w| {
+                let mut linear = Linear::new(w);
+                if pack {
+                    linear.pack();
+                }
+                linear
+            })
         };
         let norm = |name: String, d: usize| {
             source
@@ -165,12 +282,17 @@ impl Qwen3 {
         } else {
             Some(linear("lm_head".into(), cfg.vocab_size, h)?)
         };
-        Ok(Self {
+        let mut model = Self {
             embed_tokens: frozen(embed),
             layers,
             norm: norm("model.norm".into(), h)?,
             lm_head,
-        })
+            packed_embed: None,
+        };
+        if pack {
+            model.pack_embeddings();
+        }
+        Ok(model)
     }
 
     pub fn num_layers(&self) -> usize {
@@ -229,29 +351,147 @@ impl Qwen3 {
         let device = self.embed_tokens.device();
         let dtype = self.embed_tokens.val().dtype();
         let (b, t) = (batch.batch, batch.seq);
-        let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
         let tables = rope.tables(&batch.positions, b, t, dtype, &device);
         let mask = build_mask(batch, cache, &device);
-        (embedding(self.embed_tokens.val(), ids), tables, mask)
+        (self.embedded(&batch.ids, b, t), tables, mask)
+    }
+
+    /// The embeddings of `ids` (`b × t`, row-major) as `[b, t, hidden]`.
+    fn embedded(&self, ids: &[u32], b: usize, t: usize) -> Tensor<3> {
+        #[cfg(feature = "flex")]
+        if let Some(packed) = &self.packed_embed {
+            let ids: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+            let rows = super::packed_linear::gather_rows(packed, &ids);
+            return rows.reshape([b, t, packed.cols()]);
+        }
+        let device = self.embed_tokens.device();
+        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
+        embedding(self.embed_tokens.val(), ids)
+    }
+
+    /// The input embeddings `[vocab, hidden]` as a dense tensor (unpacked into a new one when
+    /// they are packed).
+    pub fn embed_weight(&self) -> Tensor<2> {
+        match &self.packed_embed {
+            Some(p) => super::layers::unpacked(p),
+            None => self.embed_tokens.val(),
+        }
     }
 
     /// The language-model head `[vocab, hidden]` in the compute dtype: `lm_head`, or the input
-    /// embeddings when they are tied.
+    /// embeddings when they are tied (a dense tensor: unpacked into a new one when packed).
     pub fn head_weight(&self) -> Tensor<2> {
         match &self.lm_head {
-            Some(l) => l.weight.val(),
-            None => self.embed_tokens.val(),
+            Some(l) => l.weight(),
+            None => self.embed_weight(),
+        }
+    }
+
+    /// Vocabulary size (rows of the head).
+    pub fn vocab_size(&self) -> usize {
+        match (&self.lm_head, &self.packed_embed) {
+            (Some(l), _) => l.out_features(),
+            (None, Some(p)) => p.rows(),
+            (None, None) => self.embed_tokens.dims()[0],
         }
     }
 
     /// Logits `[b, t, vocab]` in f32 for hidden states `[b, t, hidden]`.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, t, h] = hidden.dims();
-        let head = self.head_weight();
-        let vocab = head.dims()[0];
-        let logits = matmul_transposed(hidden.reshape([b * t, h]), head);
+        let rows = hidden.reshape([b * t, h]);
+        let logits = match (&self.lm_head, &self.packed_embed) {
+            (Some(head), _) => head.base_product(rows),
+            (None, Some(packed)) => super::layers::packed_product(&rows, packed),
+            (None, None) => matmul_transposed(rows, self.embed_tokens.val()),
+        };
+        let vocab = logits.dims()[1];
         cast_to(logits, DType::F32).reshape([b, t, vocab])
+    }
+
+    /// Holds every projection, the embeddings and the head packed in 12 bits per value
+    /// (lossless, see `packed_bf16`), freeing their dense copies: a decode step then streams
+    /// three quarters of the bytes. For bf16 models on the CPU backend; weights of other dtypes,
+    /// backends or widths stay as they are. Returns the bytes the weights took before and after.
+    ///
+    /// Training needs the dense weights (its products run under autodiff): pack only models
+    /// loaded to generate or score.
+    pub fn pack_for_decoding(&mut self) -> (usize, usize) {
+        let dense_bytes = |w: &Tensor<2>| w.dims()[0] * w.dims()[1] * w.dtype().size();
+        let (mut before, mut after) = (0, 0);
+        let mut account = |linear: &mut Linear| {
+            let dense = linear.dense_bytes();
+            before += dense;
+            after += if linear.pack() {
+                linear.packed().map_or(dense, |p| p.stored_bytes())
+            } else {
+                dense
+            };
+        };
+        for layer in &mut self.layers {
+            let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
+            for linear in [
+                &mut attn.q_proj,
+                &mut attn.k_proj,
+                &mut attn.v_proj,
+                &mut attn.o_proj,
+                &mut mlp.gate_proj,
+                &mut mlp.up_proj,
+                &mut mlp.down_proj,
+            ] {
+                account(linear);
+            }
+        }
+        if let Some(head) = &mut self.lm_head {
+            account(head);
+        }
+        let embed_bytes = match &self.packed_embed {
+            Some(p) => p.rows() * p.cols() * DType::BF16.size(),
+            None => dense_bytes(&self.embed_tokens.val()),
+        };
+        before += embed_bytes;
+        after += match self.pack_embeddings() {
+            Some(p) => p.stored_bytes(),
+            None => embed_bytes,
+        };
+        (before, after)
+    }
+
+    /// Holds the embeddings packed (when they pack) and frees the dense table.
+    fn pack_embeddings(&mut self) -> Option<&PackedBf16> {
+        if self.packed_embed.is_none() {
+            let embed = self.embed_tokens.val();
+            let packed = pack_embeddings(&embed)?;
+            self.embed_tokens = frozen(Tensor::empty([0, 0], (&embed.device(), embed.dtype())));
+            self.packed_embed = Some(Arc::new(packed));
+        }
+        self.packed_embed.as_deref()
+    }
+}
+
+/// Whether this CPU runs the packed few-row kernel fast enough for packing to pay.
+fn packed_kernel_is_fast() -> bool {
+    #[cfg(feature = "flex")]
+    {
+        super::packed_linear::fast_kernel_available()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        false
+    }
+}
+
+/// The embeddings packed, when they are bf16 on the CPU backend and of a width that packs.
+fn pack_embeddings(embed: &Tensor<2>) -> Option<PackedBf16> {
+    #[cfg(feature = "flex")]
+    {
+        super::packed_linear::pack_tensor(embed)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = embed;
+        None
     }
 }
 
@@ -311,9 +551,20 @@ fn build_mask(batch: &ForwardBatch, cache: Option<&KvCache>, device: &Device) ->
 impl LoadedModel {
     /// Loads a checkpoint folder (config.json + safetensors).
     pub fn from_dir(dir: &Path, dtype: ComputeDType, device: &Device) -> Result<Self> {
+        Self::from_dir_packed(dir, dtype, device, WeightPacking::Off)
+    }
+
+    /// [`LoadedModel::from_dir`] with the weights packed for decoding as `packing` says, each as
+    /// it is loaded.
+    pub fn from_dir_packed(
+        dir: &Path,
+        dtype: ComputeDType,
+        device: &Device,
+        packing: WeightPacking,
+    ) -> Result<Self> {
         let config = Qwen3Config::from_file(&dir.join("config.json"))?;
         let weights = WeightFiles::open(dir)?;
-        Self::from_source(&weights, config, dtype, device)
+        Self::from_source_packed(&weights, config, dtype, device, packing)
     }
 
     pub fn from_source(
@@ -322,13 +573,25 @@ impl LoadedModel {
         dtype: ComputeDType,
         device: &Device,
     ) -> Result<Self> {
+        Self::from_source_packed(source, config, dtype, device, WeightPacking::Off)
+    }
+
+    /// [`LoadedModel::from_source`] with the weights packed as `packing` says.
+    pub fn from_source_packed(
+        source: &impl WeightSource,
+        config: Qwen3Config,
+        dtype: ComputeDType,
+        device: &Device,
+        packing: WeightPacking,
+    ) -> Result<Self> {
         if !device.supports_dtype(dtype.dtype()) {
             return Err(crate::error::ModelError::Device(format!(
                 "this device cannot compute in {dtype} (e.g. Vulkan has no bf16 arithmetic): \
                  use --dtype f16 or --dtype f32"
             )));
         }
-        let model = Qwen3::load(source, &config, dtype, device)?;
+        let pack = packing.applies(dtype, device);
+        let model = Qwen3::load(source, &config, dtype, device, pack)?;
         Ok(Self {
             rope: Rope::new(config.head_dim, config.rope_theta),
             model,
