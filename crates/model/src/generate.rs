@@ -118,18 +118,24 @@ pub fn argmax(values: &[f32]) -> u32 {
     best as u32
 }
 
-/// The last position's logits of each row, `[rows · vocab]`, and the vocabulary size.
+/// The last position's logits of each row, `[rows · vocab]`, and the vocabulary size: by the
+/// CPU's whole-step path where it applies (`LoadedModel::decode_logits`), else through the
+/// model's tensors.
 ///
-/// The step runs on a thread of rayon's pool (`rayon::scope`), not on the caller's: a decode step
-/// starts ~200 parallel products, and each one started from outside the pool hands its work to
-/// the pool's threads and sleeps until they finish (two thread wake-ups per product); started
-/// from inside, the current thread takes half of the work and the other one steals the rest.
+/// The step runs on a thread of rayon's pool (`rayon::scope`), not on the caller's: on the
+/// tensor path a decode step starts ~110 parallel products, and each one started from outside the
+/// pool hands its work to the pool's threads and sleeps until they finish (two thread wake-ups
+/// per product); started from inside, the current thread takes half of the work and the other
+/// one steals the rest.
 fn next_token_logits(
     model: &LoadedModel,
     batch: &ForwardBatch,
     cache: &mut KvCache,
 ) -> (Vec<f32>, usize) {
     on_compute_threads(|| {
+        if let Some(logits) = model.decode_logits(batch, cache) {
+            return (logits, model.model.vocab_size());
+        }
         let hidden = model.forward(batch, Some(cache));
         let last = hidden.narrow(1, batch.seq - 1, 1);
         let logits = model.model.logits(last);

@@ -86,6 +86,23 @@ impl KvCache {
         out
     }
 
+    /// Makes room for `extra` more slots (at most [`MIN_SPARE_SLOTS`]) after the filled ones in
+    /// every layer's buffers, copying a full buffer into one about twice as long: a step can
+    /// then write its slots in place.
+    pub(crate) fn reserve(&mut self, extra: usize) {
+        debug_assert!(extra <= MIN_SPARE_SLOTS);
+        let len = self.past;
+        for layer in self.layers.iter_mut().flatten() {
+            let (k, v) = layer;
+            if k.dims()[2] < len + extra || v.dims()[2] < len + extra {
+                *layer = (
+                    with_spare(k.clone().narrow(2, 0, len)),
+                    with_spare(v.clone().narrow(2, 0, len)),
+                );
+            }
+        }
+    }
+
     /// Records the slots of a finished forward step (after every layer appended).
     pub(crate) fn commit(&mut self, batch: usize, seq: usize, valid: &[bool], positions: &[i64]) {
         let mut merged = Vec::with_capacity(batch * (self.past + seq));

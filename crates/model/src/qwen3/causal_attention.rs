@@ -251,7 +251,7 @@ impl KvRows {
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn attend_one_query<E: Stored>(
+pub(super) fn attend_one_query<E: Stored>(
     q: &[f32],
     keys: &[E],
     values: &[E],

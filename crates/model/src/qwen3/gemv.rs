@@ -109,7 +109,7 @@ macro_rules! with_row_count {
 /// per row of `rows`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn dot_rows_avx512<W: Stored, const M: usize>(
+pub(super) unsafe fn dot_rows_avx512<W: Stored, const M: usize>(
     x: &[f32],
     k: usize,
     rows: &[W],
@@ -138,6 +138,22 @@ unsafe fn dot_rows_avx512<W: Stored, const M: usize>(
             out[i * count + r] = _mm512_reduce_add_ps(acc);
         }
     }
+}
+
+/// [`dot_rows_avx512`] for `m` rows (1 to [`MAX_ROWS`]).
+///
+/// # Safety
+/// As [`dot_rows_avx512`].
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn dense_rows<W: Stored>(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    rows: &[W],
+    out: &mut [f32],
+) {
+    // SAFETY: the caller's contract.
+    unsafe { with_row_count!(m, dot_rows_avx512::<W>(x, k, rows, out)) }
 }
 
 /// `x·wᵀ` in f32, `[m, n]`, for f32 `x` `[m, k]` and each `w` `[n, k]` of `ws`.

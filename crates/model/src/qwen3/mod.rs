@@ -10,6 +10,8 @@ pub mod causal_attention;
 pub mod causal_attention_grad;
 #[cfg(feature = "flex")]
 mod column_softmax;
+#[cfg(feature = "flex")]
+mod decode_step;
 mod export;
 #[cfg(feature = "flex")]
 pub mod f32_gemm;

@@ -379,6 +379,11 @@ impl Qwen3 {
         }
     }
 
+    /// The embeddings, when they are held packed.
+    pub(crate) fn packed_embeddings(&self) -> Option<&Arc<PackedBf16>> {
+        self.packed_embed.as_ref()
+    }
+
     /// The language-model head `[vocab, hidden]` in the compute dtype: `lm_head`, or the input
     /// embeddings when they are tied (a dense tensor: unpacked into a new one when packed).
     pub fn head_weight(&self) -> Tensor<2> {
@@ -624,6 +629,22 @@ impl LoadedModel {
             .into_data()
             .try_to_vec::<f32>()
             .expect("logits are f32")
+    }
+
+    /// The logits `[rows · vocab]` of one decode step (one new token per row of `batch`) after
+    /// `cache`, which it extends, computed by every CPU thread at once without tensors
+    /// (`decode_step`), or `None` where that path does not apply (another backend or dtype,
+    /// LoRA, padding, more than 8 rows): the caller then runs [`LoadedModel::forward`].
+    pub fn decode_logits(&self, batch: &ForwardBatch, cache: &mut KvCache) -> Option<Vec<f32>> {
+        #[cfg(feature = "flex")]
+        {
+            super::decode_step::try_decode_logits(self, batch, cache)
+        }
+        #[cfg(not(feature = "flex"))]
+        {
+            let _ = (batch, cache);
+            None
+        }
     }
 
     pub fn new_cache(&self) -> KvCache {

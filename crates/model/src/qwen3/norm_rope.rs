@@ -152,7 +152,13 @@ fn rms_norm_grad_rows(x: &[f32], weight: &[f32], dy: &[f32], inv_rms: &[f32], dx
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], inv_rms: &mut [f32]) {
+pub(super) fn rms_norm_rows(
+    x: &[f32],
+    weight: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    inv_rms: &mut [f32],
+) {
     let width = weight.len();
     let rows = x.chunks_exact(width).zip(out.chunks_exact_mut(width));
     for ((row, out), inv_rms) in rows.zip(inv_rms.iter_mut()) {
@@ -270,7 +276,14 @@ impl Backward<Flex, 1> for RopeOp {
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn rope_rows(x: &[f32], cos: &[f32], sin: &[f32], d: usize, direction: f32, out: &mut [f32]) {
+pub(super) fn rope_rows(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    d: usize,
+    direction: f32,
+    out: &mut [f32],
+) {
     let half = d / 2;
     for (((x, c), s), o) in x
         .chunks_exact(d)

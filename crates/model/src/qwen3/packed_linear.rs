@@ -135,9 +135,26 @@ macro_rules! with_row_count {
     };
 }
 
+/// [`dot_rows_bf16`] for `m` rows (1 to [`MAX_ROWS`]).
+///
+/// # Safety
+/// As [`dot_rows_bf16`].
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn packed_rows(
+    x: &[u16],
+    m: usize,
+    w: &PackedBf16,
+    r0: usize,
+    rows: usize,
+    out: Out,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { with_row_count!(m, dot_rows_bf16(x, w, r0, rows, out)) }
+}
+
 /// A raw pointer to an output buffer that tasks write disjoint parts of.
 #[derive(Clone, Copy)]
-struct Out(*mut f32);
+pub(super) struct Out(pub(super) *mut f32);
 // SAFETY: every task writes its own (row, column) cells only.
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
@@ -185,7 +202,7 @@ fn few_rows(x: &[u16], m: usize, ws: &[&PackedBf16]) -> Vec<Vec<f32>> {
 /// an `M × w.rows()` buffer of which only this task's cells are written concurrently.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn dot_rows_bf16<const M: usize>(
+pub(super) unsafe fn dot_rows_bf16<const M: usize>(
     x: &[u16],
     w: &PackedBf16,
     r0: usize,

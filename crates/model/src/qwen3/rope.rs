@@ -44,19 +44,14 @@ impl Rope {
         device: &Device,
     ) -> RopeTables {
         let hd = self.head_dim();
-        let half = hd / 2;
         let mut cos = vec![0f32; positions.len() * hd];
         let mut sin = vec![0f32; positions.len() * hd];
-        for (p_idx, &pos) in positions.iter().enumerate() {
-            let row = p_idx * hd;
-            for (i, &f) in self.inv_freq.iter().enumerate() {
-                let angle = pos as f32 * f;
-                let (s, c) = angle.sin_cos();
-                cos[row + i] = c;
-                cos[row + i + half] = c;
-                sin[row + i] = s;
-                sin[row + i + half] = s;
-            }
+        for ((&pos, cos), sin) in positions
+            .iter()
+            .zip(cos.chunks_exact_mut(hd))
+            .zip(sin.chunks_exact_mut(hd))
+        {
+            self.fill_row(pos, cos, sin);
         }
         let upload = |v: Vec<f32>| {
             let t = Tensor::<4>::from_data(TensorData::new(v, [batch, 1, seq, hd]), device);
@@ -65,6 +60,22 @@ impl Rope {
         RopeTables {
             cos: upload(cos),
             sin: upload(sin),
+        }
+    }
+}
+
+impl Rope {
+    /// The cos and sin rows (`head_dim` each) of position `pos`, in f32 as transformers computes
+    /// them.
+    pub(crate) fn fill_row(&self, pos: i64, cos: &mut [f32], sin: &mut [f32]) {
+        let half = self.inv_freq.len();
+        for (i, &f) in self.inv_freq.iter().enumerate() {
+            let angle = pos as f32 * f;
+            let (s, c) = angle.sin_cos();
+            cos[i] = c;
+            cos[i + half] = c;
+            sin[i] = s;
+            sin[i + half] = s;
         }
     }
 }

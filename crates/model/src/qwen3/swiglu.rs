@@ -153,7 +153,7 @@ const PER_TASK: usize = 1 << 16;
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+pub(super) fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         *o = g * sigmoid(g) * u;
     }
