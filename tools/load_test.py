@@ -2,7 +2,8 @@
 """Load test of `medtune serve` on loopback: N requests at C concurrent against a tiny model.
 
 Every request must be answered (200) or refused because the queue is full (429); the server must
-stay up, and its RSS after the run must stay within --max-rss-growth of its RSS after warm-up.
+stay up, and its RSS once quiet after the run must stay within --max-rss-growth-mib of its RSS
+once quiet after warm-up (see `settled_rss`).
 Prints p50/p99 latency of answered requests and throughput, and one JSON line. Bounded in count
 (--requests) and time (--time-limit); it starts and stops its own server.
 
@@ -30,6 +31,11 @@ QUESTIONS = [
     ("Deficiency of which vitamin causes scurvy?", ["Vitamin A", "Vitamin B12", "Vitamin C", "Vitamin D"]),
     ("Which organ produces insulin?", ["Liver", "Pancreas", "Spleen", "Kidney"]),
 ]
+
+
+# Seconds a client pauses after a 429 (the server's Retry-After is whole seconds; a load test
+# wants its clients back sooner).
+REFUSED_PAUSE_S = 0.05
 
 
 def request_for(i: int, max_tokens: int):
@@ -74,9 +80,16 @@ async def run(base: str, n: int, concurrency: int, max_tokens: int, time_limit: 
                 i = next_i
                 next_i += 1
                 try:
-                    results.append(await one(client, i, max_tokens))
+                    result = await one(client, i, max_tokens)
                 except httpx.HTTPError as e:
-                    results.append((f"{type(e).__name__}", 0.0, "error"))
+                    result = (f"{type(e).__name__}", 0.0, "error")
+                results.append(result)
+                if result[0] == 429:
+                    # A refused client waits a moment before its next request, as clients told
+                    # to retry later do. Without it each refusal was followed at once by another
+                    # request, and a run fell into bursts of hundreds of refusals (300-700 of
+                    # 1,000 answered) or not (985), at random.
+                    await asyncio.sleep(REFUSED_PAUSE_S)
 
         async def sample_rss():
             while True:
@@ -92,6 +105,18 @@ async def run(base: str, n: int, concurrency: int, max_tokens: int, time_limit: 
     return results, wall, rss
 
 
+async def settled_rss(base: str, server: Server) -> int:
+    """RSS once the server is quiet: after a pause, one lone request (its worker hands freed
+    memory back to the system when it finds the queue empty after a batch, and memory the I/O
+    threads freed after the run's last batch is then free too), then another pause. What a
+    burst of 429s left in allocator caches is not counted; what requests left behind is."""
+    await asyncio.sleep(0.5)
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        await one(client, 0, 1)
+    await asyncio.sleep(0.3)
+    return server.rss_kib()
+
+
 def pct(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
@@ -104,9 +129,15 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--queue-capacity", type=int, default=16)
     ap.add_argument("--max-batch", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=200)
+    # As many as the run: the allocators' high-water mark (~6 MiB over the first 200 requests'
+    # on the tiny model, flat from 1,000 to 6,000 requests) is reached before RSS is compared.
+    ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--time-limit", type=float, default=900, help="seconds for the whole run")
-    ap.add_argument("--max-rss-growth", type=float, default=0.2, help="allowed RSS growth after warm-up")
+    # What the allocators keep after a burst varies by up to ~8 MiB between runs on the tiny
+    # model (settled RSS 20-31 MiB, no trend from 1,000 to 6,000 requests); a leak of 8 KiB per
+    # request exceeds it within the run.
+    ap.add_argument("--max-rss-growth-mib", type=float, default=8.0,
+                    help="allowed growth of quiet RSS over the run, MiB")
     ap.add_argument("--medtune", type=Path, default=ROOT / "target/release/medtune")
     ap.add_argument("--model", type=Path, help="default: a tiny model in target/loadtest")
     args = ap.parse_args()
@@ -115,11 +146,11 @@ def main():
                     "--max-batch", str(args.max_batch), "--max-tokens-cap", str(args.max_tokens))
     try:
         asyncio.run(run(server.base, args.warmup, args.concurrency, args.max_tokens, 300, server))
-        rss_warm = server.rss_kib()
+        rss_warm = asyncio.run(settled_rss(server.base, server))
         results, wall, rss = asyncio.run(
             run(server.base, args.requests, args.concurrency, args.max_tokens, args.time_limit, server))
         alive = server.alive()
-        rss_end = server.rss_kib() if alive else 0
+        rss_end = asyncio.run(settled_rss(server.base, server)) if alive else 0
     finally:
         exit_code = server.stop()
     statuses = {}
@@ -159,7 +190,7 @@ def main():
         problems.append("the server died")
     if exit_code != 0:
         problems.append(f"the server exited with {exit_code} on SIGTERM")
-    if alive and rss_end > rss_warm * (1 + args.max_rss_growth):
+    if alive and rss_end > rss_warm + args.max_rss_growth_mib * 1024:
         problems.append(f"RSS grew from {rss_warm} KiB to {rss_end} KiB")
     if problems:
         sys.exit("load test failed: " + "; ".join(problems))

@@ -12,11 +12,20 @@ fn load(name: &str, dtype: ComputeDType, packing: WeightPacking) -> LoadedModel 
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// Takes the step path for these tiny models too (by default only models that read at least
+/// 16 MiB per step take it).
+fn step_path_always() {
+    // SAFETY: the only test of this binary sets it before its first step, with no other thread
+    // of its own running.
+    unsafe { std::env::set_var("MEDTUNE_DECODE_STEP", "always") };
+}
+
 /// Generations on several threads at once: one step at a time takes the step path (it holds
 /// every thread of the pool), the others take the tensor path meanwhile; each generation gives
 /// the tokens it gives alone, and none waits forever.
 #[test]
 fn concurrent_generations_give_their_own_tokens() {
+    step_path_always();
     use medtune_model::generate::{GenerateConfig, SamplingConfig, generate};
     let model = load("tied_gqa", ComputeDType::Bf16, WeightPacking::On);
     let config = GenerateConfig {

@@ -42,6 +42,33 @@ use crate::device::ComputeDType;
 /// Most rows (sequences) of a step.
 const MAX_ROWS: usize = 8;
 
+/// Fewest bytes of weights a step must read for this path to be taken (unless
+/// `MEDTUNE_DECODE_STEP=always`). A thread that the system deschedules holds the others at the
+/// next barrier, where the tensor path's work stealing would go on without it; in a server
+/// whose I/O threads share the cores, that cost more than it saved on the quickstart's 2 MB
+/// model (`tools/load_test.py`: 300–750 of 1,000 requests answered instead of 985, the rest
+/// refused with a full queue), while a 0.6B model's phases dwarf such a delay.
+const MIN_STEP_BYTES: usize = 16 << 20;
+
+/// When the step path is taken, from `MEDTUNE_DECODE_STEP`: `auto` (default: where it applies
+/// and the model reads at least [`MIN_STEP_BYTES`] per step), `always` (wherever it applies:
+/// the tests), `never` (the tensor path: for comparisons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Policy {
+    Auto,
+    Always,
+    Never,
+}
+
+fn policy() -> Policy {
+    static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
+    *POLICY.get_or_init(|| match std::env::var("MEDTUNE_DECODE_STEP").as_deref() {
+        Ok("always") => Policy::Always,
+        Ok("never") => Policy::Never,
+        _ => Policy::Auto,
+    })
+}
+
 /// Set while a step runs. Steps never overlap: each holds every thread of the pool at its
 /// barriers, and two at once could each wait for a thread the other holds. A step that finds
 /// one running takes the tensor path instead.
@@ -55,6 +82,15 @@ pub(crate) fn try_decode_logits(
     batch: &ForwardBatch,
     cache: &mut KvCache,
 ) -> Option<Vec<f32>> {
+    if policy() == Policy::Never {
+        return None;
+    }
+    // A step reads about every parameter once (a tied head reads the embeddings); checked
+    // before the plan, whose making costs a small model's step a sizeable share.
+    let step_bytes = model.config.num_params() * model.dtype.dtype().size();
+    if policy() == Policy::Auto && step_bytes < MIN_STEP_BYTES {
+        return None;
+    }
     let plan = Plan::of(model, batch, cache)?;
     let _running = RunningGuard::take()?;
     let kv = CacheBuffers::take(cache, &plan)?;
@@ -469,7 +505,8 @@ impl<T: Copy + Default> Shared<T> {
 
 /// A sense-reversing spin barrier for the pool's threads: each phase of a step is a few
 /// microseconds to a millisecond, too short to put a thread to sleep and wake it. Spins
-/// politely, and yields the core after a while in case a thread was descheduled.
+/// politely, and after ~4,000 spins (100–200 µs) yields the core at each check, in case the
+/// awaited thread was descheduled and waits for this core.
 ///
 /// A thread that panics poisons it, so that the others panic at their next wait instead of
 /// spinning forever (`rayon::broadcast` then hands the panic to the caller).
@@ -506,7 +543,7 @@ impl SpinBarrier {
             if self.poisoned.load(Ordering::Acquire) {
                 panic!("another thread of the decode step panicked");
             }
-            if spins < 1 << 16 {
+            if spins < 1 << 12 {
                 spins += 1;
                 std::hint::spin_loop();
             } else {
