@@ -116,10 +116,8 @@ pub(super) unsafe fn dot_rows_avx512<W: Stored, const M: usize>(
     out: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    // The weights stream from memory and are read once: ask for the line 4 KiB ahead now,
-    // without keeping it in the outer caches (NTA: 29-31 -> 31-35 GB/s over a qwen3-0.6b bf16
-    // step's weights, `--example decode_bandwidth`).
-    let ahead = 4096 / std::mem::size_of::<W>();
+    // The weights stream from memory and are read once: ask for the line 4 KiB ahead now.
+    let ahead = super::stream_prefetch::AHEAD_BYTES / std::mem::size_of::<W>();
     let count = rows.len() / k;
     assert!(x.len() >= M * k && out.len() >= count * M);
     for (r, row) in rows.chunks_exact(k).enumerate() {
@@ -128,7 +126,7 @@ pub(super) unsafe fn dot_rows_avx512<W: Stored, const M: usize>(
             // SAFETY: c + 16 ≤ k (k is a multiple of 16), inside `row` and each of x's rows.
             unsafe {
                 let w = W::load16(row.as_ptr().add(c));
-                _mm_prefetch::<_MM_HINT_NTA>(row.as_ptr().wrapping_add(c + ahead) as *const i8);
+                super::stream_prefetch::prefetch_streamed(row.as_ptr().wrapping_add(c + ahead));
                 for (i, acc) in acc.iter_mut().enumerate() {
                     *acc = _mm512_fmadd_ps(_mm512_loadu_ps(x.as_ptr().add(i * k + c)), w, *acc);
                 }

@@ -38,6 +38,8 @@ pub mod packed_bf16;
 pub mod packed_linear;
 mod rope;
 #[cfg(feature = "flex")]
+mod stream_prefetch;
+#[cfg(feature = "flex")]
 mod swiglu;
 
 pub use adapter::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, AdapterInfo, adapter_config_json, peft_name};

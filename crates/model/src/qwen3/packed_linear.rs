@@ -215,8 +215,8 @@ pub(super) unsafe fn dot_rows_bf16<const M: usize>(
     let blocks_per_row = k / BLOCK;
     let (sm, codes, bases) = (w.sign_mantissa(), w.exponent_codes(), w.bases());
     // Streamed once: fetch 4 KiB of sign/mantissa bytes (and the codes of the same values)
-    // ahead, without keeping them in the outer caches.
-    const AHEAD: usize = 4096;
+    // ahead.
+    let ahead = super::stream_prefetch::AHEAD_BYTES;
     let exponent_mask = _mm512_set1_epi16(0x0780);
     let as_bh = |v: __m512i| -> __m512bh {
         // SAFETY: both are 512 bits of plain data.
@@ -233,12 +233,11 @@ pub(super) unsafe fn dot_rows_bf16<const M: usize>(
             // SAFETY: the block lies inside the packed arrays (b < rows·cols/64) and columns
             // c..c+64 inside each of x's rows; prefetches may point past the end.
             unsafe {
-                _mm_prefetch::<_MM_HINT_NTA>(sm.as_ptr().wrapping_add(b * BLOCK + AHEAD).cast());
-                _mm_prefetch::<_MM_HINT_NTA>(
-                    codes
-                        .as_ptr()
-                        .wrapping_add(b * BLOCK / 2 + AHEAD / 2)
-                        .cast(),
+                super::stream_prefetch::prefetch_streamed(
+                    sm.as_ptr().wrapping_add(b * BLOCK + ahead),
+                );
+                super::stream_prefetch::prefetch_streamed(
+                    codes.as_ptr().wrapping_add(b * BLOCK / 2 + ahead / 2),
                 );
                 let halves: [__m512i; 2] = if bases[b] == super::packed_bf16::ESCAPED {
                     let (at, values) = w.escaped(next_escaped);
