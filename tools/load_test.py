@@ -2,8 +2,8 @@
 """Load test of `medtune serve` on loopback: N requests at C concurrent against a tiny model.
 
 Every request must be answered (200) or refused because the queue is full (429); the server must
-stay up, and its RSS once quiet after the run must stay within --max-rss-growth-mib of its RSS
-once quiet after warm-up (see `settled_rss`).
+stay up, and its RSS once quiet after the run must stay within --max-rss-growth-mib of the higher
+of its quiet RSS after each of two warm-ups (see `settled_rss`).
 Prints p50/p99 latency of answered requests and throughput, and one JSON line. Bounded in count
 (--requests) and time (--time-limit); it starts and stops its own server.
 
@@ -129,7 +129,7 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--queue-capacity", type=int, default=16)
     ap.add_argument("--max-batch", type=int, default=8)
-    # As many as the run: the allocators' high-water mark (~6 MiB over the first 200 requests'
+    # Each of the two warm-ups as many as the run: the allocators' high-water mark (~6 MiB over the first 200 requests'
     # on the tiny model, flat from 1,000 to 6,000 requests) is reached before RSS is compared.
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--time-limit", type=float, default=900, help="seconds for the whole run")
