@@ -10,7 +10,7 @@
 
 use anyhow::{Result, ensure};
 use burn::tensor::{Int, Tensor, TensorData};
-use medtune_model::qwen3::head_softmax::{VOCAB_CHUNK, target_log_softmax};
+use medtune_model::ops::{VOCAB_CHUNK, target_log_softmax};
 use medtune_model::qwen3::{ForwardBatch, KvCache, LoadedModel, PaddingSide};
 use medtune_text::Tokenizer;
 use medtune_text::mcq::{McqChatOptions, McqPrompt, render_mcq_prompt};
@@ -171,45 +171,17 @@ fn letter_scores(letters: &[char], logps: &[f64]) -> LetterScores {
     }
 }
 
-/// f32 logits `[rows * vocab]` of the last token of each sequence. The rows are right-padded
-/// (so the fused causal attention needs no padding mask) and the head is applied only at each
-/// row's last real token.
-///
-/// On the CPU the decoder runs the batch in one part per thread, side by side: every operation
-/// then has a core of its own, where splitting each operation across the cores left one idle
-/// during the single-threaded steps between the products and woke it for each product. The head
-/// then runs once for all rows (its weights are read once per batch). `medtune bench eval`:
-/// ~1.3× more questions/s. A row's hidden states do not depend on the rows beside it, so the
-/// result is the same.
+/// f32 logits `[rows * vocab]` of the last token of each sequence, the head applied only there
+/// ([`LoadedModel::last_token_hidden`]; on the CPU the head runs once for all rows, so its
+/// weights are read once per batch).
 pub fn last_logits(model: &LoadedModel, seqs: &[Vec<u32>], pad_id: u32) -> Vec<f32> {
-    let threads = rayon::current_num_threads();
-    let last = if model.on_cpu() && threads > 1 && seqs.len() > 1 {
-        let per_part = seqs.len().div_ceil(threads);
-        let parts: Vec<Tensor<2>> = seqs
-            .par_chunks(per_part)
-            .map(|part| last_hidden(model, part, pad_id))
-            .collect();
-        Tensor::cat(parts, 0)
-    } else {
-        last_hidden(model, seqs, pad_id)
-    };
+    let last = model.last_token_hidden(seqs, pad_id);
     model
         .model
         .logits(last.unsqueeze_dim::<3>(0))
         .into_data()
         .try_to_vec::<f32>()
         .expect("logits are f32")
-}
-
-/// The final hidden state `[rows, hidden]` at each sequence's last token, in one forward pass.
-fn last_hidden(model: &LoadedModel, seqs: &[Vec<u32>], pad_id: u32) -> Tensor<2> {
-    let batch = ForwardBatch::padded(seqs, PaddingSide::Right, pad_id);
-    let rows: Vec<usize> = seqs
-        .iter()
-        .enumerate()
-        .map(|(r, s)| r * batch.seq + s.len() - 1)
-        .collect();
-    model.forward_rows(&batch, &rows)
 }
 
 /// The log-likelihood of a continuation after its context.

@@ -8,7 +8,9 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod init;
+pub mod ops;
 pub mod qwen3;
+pub mod tensor;
 
 pub use config::{Preset, Qwen3Config};
 pub use device::{ComputeDType, DeviceSpec};

@@ -15,9 +15,7 @@ fn load(name: &str, dtype: ComputeDType, packing: WeightPacking) -> LoadedModel 
 /// Takes the step path for these tiny models too (by default only models that read at least
 /// 16 MiB per step take it).
 fn step_path_always() {
-    // SAFETY: the only test of this binary sets it before its first step, with no other thread
-    // of its own running.
-    unsafe { std::env::set_var("MEDTUNE_DECODE_STEP", "always") };
+    medtune_model::generate::set_step_policy(medtune_model::generate::StepPolicy::Always);
 }
 
 /// Generations on several threads at once: one step at a time takes the step path (it holds

@@ -1,4 +1,4 @@
-//! The CPU's whole-step decode path (`LoadedModel::decode_logits`, every thread at once on plain
+//! The CPU's whole-step decode path (`generate::decode_step_logits`, every thread at once on plain
 //! slices) against the tensor path (`LoadedModel::forward` + `logits`): the same kernels and the
 //! same roundings, so the same logits to the bit, step after step, for f32, bf16 and packed bf16
 //! weights, one row and several, whichever path ran the steps before.
@@ -14,21 +14,17 @@ fn load(name: &str, dtype: ComputeDType, packing: WeightPacking) -> LoadedModel 
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// Whether the whole-step path can run here (the CPU backend on x86-64 with AVX-512).
+/// Whether the whole-step path can run here (the CPU backend on x86-64 with AVX-512, and its
+/// BF16 dot products for packed weights, unless `MEDTUNE_KERNELS=portable` hides them).
 fn step_path_available(model: &LoadedModel) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx512 = false;
-    model.on_cpu() && avx512
+    let cpu = medtune_model::ops::cpu_features();
+    model.on_cpu() && cpu.avx512f && (!model.is_packed() || cpu.avx512_bf16)
 }
 
 /// Takes the step path for these tiny models too (by default only models that read at least
 /// 16 MiB per step take it).
 fn step_path_always() {
-    // SAFETY: the only test of this binary sets it before its first step, with no other thread
-    // of its own running.
-    unsafe { std::env::set_var("MEDTUNE_DECODE_STEP", "always") };
+    medtune_model::generate::set_step_policy(medtune_model::generate::StepPolicy::Always);
 }
 
 fn tensor_step(model: &LoadedModel, batch: &ForwardBatch, cache: &mut KvCache) -> Vec<f32> {
@@ -73,8 +69,7 @@ fn compare(model: &LoadedModel, prompts: &[Vec<u32>], steps: usize, label: &str)
         let got = if step % 3 == 2 {
             tensor_step(model, &batch, &mut ours)
         } else {
-            model
-                .decode_logits(&batch, &mut ours)
+            medtune_model::generate::decode_step_logits(&model, &batch, &mut ours)
                 .unwrap_or_else(|| panic!("{label}: the step path declined step {step}"))
         };
         assert_eq!(got.len(), want.len(), "{label} step {step}");
@@ -119,7 +114,10 @@ fn decode_steps_take_the_same_values_as_the_tensor_path() {
                 let mut cache = model.new_cache();
                 tensor_step(&model, &ForwardBatch::single(&prompts[0]), &mut cache);
                 let batch = ForwardBatch::from_parts(1, 1, vec![1], vec![true], &[8]);
-                assert!(model.decode_logits(&batch, &mut cache).is_none());
+                assert!(
+                    medtune_model::generate::decode_step_logits(&model, &batch, &mut cache)
+                        .is_none()
+                );
                 continue;
             }
             let label = format!("{name} {dtype} packed={}", model.is_packed());
@@ -128,8 +126,11 @@ fn decode_steps_take_the_same_values_as_the_tensor_path() {
             ran += 1;
         }
     }
-    if cfg!(target_arch = "x86_64")
-        && test_device() == medtune_model::DeviceSpec::Cpu.device().unwrap()
+    // On a CPU whose kernels the step needs (and not forced portable), every model took it.
+    let cpu = medtune_model::ops::cpu_features();
+    if test_device() == medtune_model::DeviceSpec::Cpu.device().unwrap()
+        && cpu.avx512f
+        && cpu.avx512_bf16
     {
         assert_eq!(ran, 9, "every model took the step path");
     }

@@ -22,8 +22,8 @@
 //! 2024), written with burn's tensor ops so it runs on every backend.
 
 use burn::tensor::{DType, Int, Tensor, TensorData};
+use medtune_model::ops::{VOCAB_CHUNK, head_softmax_if_covered, target_log_softmax};
 use medtune_model::qwen3::cast_to;
-use medtune_model::qwen3::head_softmax::{VOCAB_CHUNK, target_log_softmax};
 
 /// How the logits are cut into pieces.
 #[derive(Clone, Copy, Debug)]
@@ -52,25 +52,22 @@ pub fn head_nll(
     targets: &[u32],
     with_grad: bool,
 ) -> (f64, Option<Tensor<2>>) {
-    #[cfg(feature = "flex")]
-    if let Some(fused) = flex_head_nll(&hidden, &head, targets, with_grad) {
+    if let Some(fused) = fused_head_nll(&hidden, &head, targets, with_grad) {
         return fused;
     }
     chunked_head_nll(hidden, head, targets, with_grad, CHUNKING)
 }
 
-/// [`head_nll`] by the model crate's fused CPU kernel (f32 on flex): one pass over the head for
-/// the loss and `softmax·W`; `None` where it does not apply.
-#[cfg(feature = "flex")]
-fn flex_head_nll(
+/// [`head_nll`] by a fused kernel where one covers the case (f32 on the CPU): one pass over the
+/// head for the loss and `softmax·W`; `None` elsewhere.
+fn fused_head_nll(
     hidden: &Tensor<2>,
     head: &Tensor<2>,
     targets: &[u32],
     with_grad: bool,
 ) -> Option<(f64, Option<Tensor<2>>)> {
-    use medtune_model::qwen3::fused_head::try_head_softmax;
     let (hidden, head) = (hidden.clone().inner(), head.clone().inner());
-    let fused = try_head_softmax(&hidden, &head, targets, with_grad)?;
+    let fused = head_softmax_if_covered(&hidden, &head, targets, with_grad)?;
     let nll: f64 = fused
         .lse
         .iter()

@@ -229,7 +229,7 @@ impl Qwen3 {
                     let w = linear.weight();
                     let dtype: DType = w.dtype();
                     let merged =
-                        super::layers::cast_to(super::layers::to_f32(w) + lora.dense(), dtype);
+                        crate::tensor::cast_to(crate::tensor::to_f32(w) + lora.dense(), dtype);
                     *linear = Linear::new(merged);
                 }
             }

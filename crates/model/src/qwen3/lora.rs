@@ -10,8 +10,8 @@ use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::layers::{cast_to, to_f32};
 use crate::error::{ModelError, Result};
+use crate::tensor::{cast_to, to_f32};
 
 /// The linear layers of a Qwen3 block LoRA can target, by their Hugging Face names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

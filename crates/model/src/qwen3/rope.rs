@@ -4,8 +4,8 @@
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
-use super::layers::cast_to;
-use super::model::select_rows;
+use crate::ops;
+use crate::tensor::{cast_to, select_rows};
 
 #[derive(Clone, Debug)]
 pub struct Rope {
@@ -67,7 +67,7 @@ impl Rope {
 impl Rope {
     /// The cos and sin rows (`head_dim` each) of position `pos`, in f32 as transformers computes
     /// them.
-    pub(crate) fn fill_row(&self, pos: i64, cos: &mut [f32], sin: &mut [f32]) {
+    pub fn fill_row(&self, pos: i64, cos: &mut [f32], sin: &mut [f32]) {
         let half = self.inv_freq.len();
         for (i, &f) in self.inv_freq.iter().enumerate() {
             let angle = pos as f32 * f;
@@ -96,20 +96,6 @@ impl RopeTables {
 
     /// Applies the rotation to `x` of shape `[batch, heads, seq, head_dim]`.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        #[cfg(feature = "flex")]
-        if let Some(y) = super::norm_rope::try_rope(&x, &self.cos, &self.sin) {
-            return y;
-        }
-        self.apply_with_tensor_ops(x)
-    }
-
-    /// [`Self::apply`] in burn's tensor ops, on every backend (the CPU kernel's reference).
-    pub(crate) fn apply_with_tensor_ops(&self, x: Tensor<4>) -> Tensor<4> {
-        let hd = x.dims()[3];
-        let half = hd / 2;
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * self.cos.clone() + rotated * self.sin.clone()
+        ops::rope(x, &self.cos, &self.sin)
     }
 }
