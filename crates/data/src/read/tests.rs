@@ -1,6 +1,7 @@
 //! Reader tests on small invented questions.
 
 use super::*;
+use crate::record::Origin;
 
 fn write(dir: &tempfile::TempDir, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
     let p = dir.path().join(name);
