@@ -13,6 +13,7 @@
 //! therefore calls [`release_free_memory`] whenever it goes idle.
 
 /// Applies the settings above; a no-op outside glibc.
+#[allow(unsafe_code)]
 pub fn tune_for_tensors() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called once, before other threads start.
@@ -28,6 +29,7 @@ pub fn tune_for_tensors() {
 /// Measured with `tools/load_test.py --requests 1000 --concurrency 32` (tiny model): without it
 /// the server ended 1.7–2.1 MiB above its post-warm-up 25–27 MiB (three runs), the arenas'
 /// high-water marks; with it 0.4–0.8 MiB above (two runs).
+#[allow(unsafe_code)]
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only hands free pages back; it is thread-safe.

@@ -1,4 +1,7 @@
 //! `medtune`: fine-tune, evaluate and serve Qwen3 for medical multiple-choice questions.
+//!
+//! No `unsafe` here but glibc's allocator settings (`allocator`, allowed by name).
+#![deny(unsafe_code)]
 
 mod allocator;
 mod commands;

@@ -282,6 +282,29 @@ fn bad_input_gets_clear_errors() {
 }
 
 #[test]
+fn an_offline_hub_miss_says_how_to_use_a_local_folder() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_medtune"))
+        .args([
+            "logits",
+            "--model",
+            "Qwen/Qwen3-1.7B",
+            "--ids",
+            "1",
+            "--out",
+        ])
+        .arg(home.path().join("logits.safetensors"))
+        .env("HF_HOME", home.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--model DIR"), "{err}");
+    assert!(err.contains("HF_HUB_OFFLINE"), "{err}");
+}
+
+#[test]
 fn bench_forward_prints_one_json_object() {
     let stdout = ok(&[
         "bench",

@@ -9,6 +9,8 @@
 //!   [`remove_contaminated`], [`find_duplicates`].
 //! - [`check`]: [`check_files`] → [`CheckReport`].
 
+#![forbid(unsafe_code)]
+
 pub mod check;
 pub mod error;
 pub mod format;

@@ -3,6 +3,8 @@
 //!
 //! This crate scores and reports; it reads no command line and serves nothing.
 
+#![forbid(unsafe_code)]
+
 pub mod batching;
 pub mod evaluate;
 pub mod extract;

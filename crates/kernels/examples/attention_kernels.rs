@@ -1,6 +1,6 @@
 //! Time of medtune's CPU attention kernels on an evaluation batch's shapes (small preset: 8
 //! prompts of 240 tokens, 8 query heads, 4 kv heads, head dim 32):
-//! `cargo run --release -p medtune-model --example attention_kernels`
+//! `cargo run --release -p medtune-kernels --features flex --example attention_kernels`
 use std::time::Instant;
 
 use burn::tensor::{Distribution, Tensor};

@@ -2,7 +2,7 @@
 //! products over every weight of a qwen3-0.6b-shaped model in bf16 (28 layers and the tied
 //! head, 1.19 GB), the same products over the weights packed in 12 bits (0.9 GB), and a plain
 //! parallel read of the bf16 bytes.
-//! `cargo run --release -p medtune-model --example decode_bandwidth`
+//! `cargo run --release -p medtune-kernels --features flex --example decode_bandwidth`
 use std::time::Instant;
 
 use burn::tensor::{Distribution, FloatDType, Tensor};

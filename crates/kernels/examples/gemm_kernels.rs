@@ -1,5 +1,5 @@
-//! GFLOP/s of medtune's f32 GEMM (`qwen3::gemm`) against burn-flex's matmul (the `gemm`
-//! crate) on the shapes medtune runs: `cargo run --release -p medtune-model --example gemm_kernels`
+//! GFLOP/s of medtune's f32 GEMM (`cpu::matmul::gemm`) against burn-flex's matmul (the `gemm`
+//! crate) on the shapes medtune runs: `cargo run --release -p medtune-kernels --features flex --example gemm_kernels`
 use std::time::Instant;
 
 use burn::tensor::{Distribution, Tensor};

@@ -2,11 +2,11 @@
 //!
 //! - Projections: `x·Wᵀ` with W stored `[out, in]` (a transposed view, as checkpoints hold it)
 //!   against W stored `[in, out]`.
-//! - The head log-softmax's vocabulary chunks (`qwen3::head_softmax`, `n` hidden states, hidden
+//! - The head log-softmax's vocabulary chunks (`medtune_model::ops::target_log_softmax`, `n` hidden states, hidden
 //!   `h`, `c` vocabulary rows): `x·Wᵀ` vs `W·xᵀ` for the logits, `P·W` vs `(Pᵀ)ᵀ·W` for training's
 //!   gradient.
 //!
-//! `cargo run --release -p medtune-model --example matmul_layout`
+//! `cargo run --release -p medtune-kernels --features flex --example matmul_layout`
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};

@@ -1,6 +1,6 @@
 //! What one parallel product costs beyond its arithmetic: a packed and a plain bf16 product over
 //! a tiny weight (256 × 64), repeated, from a rayon thread as a decode step runs them.
-//! `cargo run --release -p medtune-model --example region_cost`
+//! `cargo run --release -p medtune-kernels --features flex --example region_cost`
 use std::time::Instant;
 
 use burn::tensor::{Distribution, FloatDType, Tensor};

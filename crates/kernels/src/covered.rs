@@ -57,185 +57,87 @@ pub fn on_compute_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
-/// `x·wᵀ` `[m, n]` for `x` `[m, k]` and `w` `[n, k]` as stored: the few-row GEMV (decoding, f32
-/// or bf16 read in place), the f32 GEMM (prompts, batches), or the same GEMM in both directions
-/// under autodiff for a frozen weight (training).
-pub fn linear_if_covered(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::matmul::gemv::linear_if_covered(x, w)
+/// Writes each entry point: with `flex`, its CPU kernels' expression; without, `None`.
+macro_rules! entry_points {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident $(<const $d:ident: usize>)? ($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty
+            => $cpu:expr;
+    )*) => {$(
+        $(#[$doc])*
+        pub fn $name $(<const $d: usize>)? ($($arg: $ty),*) -> Option<$ret> {
+            #[cfg(feature = "flex")]
+            {
+                $cpu
+            }
+            #[cfg(not(feature = "flex"))]
+            {
+                let _ = ($($arg,)*);
+                None
+            }
+        }
+    )*};
+}
+
+entry_points! {
+    /// `x·wᵀ` `[m, n]` for `x` `[m, k]` and `w` `[n, k]` as stored: the few-row GEMV (decoding,
+    /// f32 or bf16 read in place), the f32 GEMM (prompts, batches), or the same GEMM in both
+    /// directions under autodiff for a frozen weight (training).
+    fn linear_if_covered(x: &Tensor<2>, w: &Tensor<2>) -> Tensor<2>
+        => cpu::matmul::gemv::linear_if_covered(x, w)
             .or_else(|| cpu::matmul::gemm::linear_if_covered(x, w))
-            .or_else(|| cpu::matmul::frozen::linear_if_covered(x, w))
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (x, w);
-        None
-    }
-}
+            .or_else(|| cpu::matmul::frozen::linear_if_covered(x, w));
 
-/// [`linear_if_covered`] for several weights that read the same `x` (q, k and v; gate and up), in
-/// one parallel pass over all their rows: the few-row GEMV only.
-pub fn linear_many_if_covered(x: &Tensor<2>, ws: &[Tensor<2>]) -> Option<Vec<Tensor<2>>> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::matmul::gemv::linear_many_if_covered(x, ws)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (x, ws);
-        None
-    }
-}
+    /// [`linear_if_covered`] for several weights that read the same `x` (q, k and v; gate and
+    /// up), in one parallel pass over all their rows: the few-row GEMV only.
+    fn linear_many_if_covered(x: &Tensor<2>, ws: &[Tensor<2>]) -> Vec<Tensor<2>>
+        => cpu::matmul::gemv::linear_many_if_covered(x, ws);
 
-/// `silu(x·gateᵀ) · (x·upᵀ)` by one GEMM that keeps both sums in registers (f32 inference of 16
-/// rows or more).
-pub fn gate_up_swiglu_if_covered(
-    x: &Tensor<3>,
-    gate: &Tensor<2>,
-    up: &Tensor<2>,
-) -> Option<Tensor<3>> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::matmul::gate_up::gate_up_swiglu_if_covered(x, gate, up)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (x, gate, up);
-        None
-    }
-}
+    /// `silu(x·gateᵀ) · (x·upᵀ)` by one GEMM that keeps both sums in registers (f32 inference of
+    /// 16 rows or more).
+    fn gate_up_swiglu_if_covered(x: &Tensor<3>, gate: &Tensor<2>, up: &Tensor<2>) -> Tensor<3>
+        => cpu::matmul::gate_up::gate_up_swiglu_if_covered(x, gate, up);
 
-/// `silu(gate) · up` in one pass (f32 or bf16 inference), or as one custom autodiff operation
-/// (f32 training).
-pub fn swiglu_if_covered<const D: usize>(gate: &Tensor<D>, up: &Tensor<D>) -> Option<Tensor<D>> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::pointwise::swiglu::swiglu_if_covered(gate, up)
-            .or_else(|| cpu::pointwise::swiglu::swiglu_autodiff_if_covered(gate, up))
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (gate, up);
-        None
-    }
-}
+    /// `silu(gate) · up` in one pass (f32 or bf16 inference), or as one custom autodiff
+    /// operation (f32 training).
+    fn swiglu_if_covered<const D: usize>(gate: &Tensor<D>, up: &Tensor<D>) -> Tensor<D>
+        => cpu::pointwise::swiglu::swiglu_if_covered(gate, up)
+            .or_else(|| cpu::pointwise::swiglu::swiglu_autodiff_if_covered(gate, up));
 
-/// `Qwen3RMSNorm` over the last dimension (f32 statistics), one operation under autodiff.
-pub fn rms_norm_if_covered<const D: usize>(
-    x: &Tensor<D>,
-    weight: &Tensor<1>,
-    eps: f64,
-) -> Option<Tensor<D>> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::pointwise::norm_rope::rms_norm_if_covered(x, weight, eps)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (x, weight, eps);
-        None
-    }
-}
+    /// `Qwen3RMSNorm` over the last dimension (f32 statistics), one operation under autodiff.
+    fn rms_norm_if_covered<const D: usize>(x: &Tensor<D>, weight: &Tensor<1>, eps: f64) -> Tensor<D>
+        => cpu::pointwise::norm_rope::rms_norm_if_covered(x, weight, eps);
 
-/// `x·cos + rotate_half(x)·sin` for `x` `[b, heads, t, d]`, one operation under autodiff.
-pub fn rope_if_covered(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tensor<4>> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::pointwise::norm_rope::rope_if_covered(x, cos, sin)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (x, cos, sin);
-        None
-    }
-}
+    /// `x·cos + rotate_half(x)·sin` for `x` `[b, heads, t, d]`, one operation under autodiff.
+    fn rope_if_covered(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4>
+        => cpu::pointwise::norm_rope::rope_if_covered(x, cos, sin);
 
-/// Causal grouped-query attention `softmax(q·kᵀ·scale + causal)·v` for `q` `[b, heads, t, d]`
-/// and `k`, `v` `[b, kv_heads, tk, d]` (no `repeat_kv` copies): inference kernels (prompt, decode
-/// step over a cache), or training's forward and backward as one autodiff operation.
-pub fn causal_attention_if_covered(
-    q: &Tensor<4>,
-    k: &Tensor<4>,
-    v: &Tensor<4>,
-    scale: f32,
-) -> Option<Tensor<4>> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::attention::prompt::causal_if_covered(q, k, v, scale)
-            .or_else(|| cpu::attention::backward::causal_autodiff_if_covered(q, k, v, scale))
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (q, k, v, scale);
-        None
-    }
-}
+    /// Causal grouped-query attention `softmax(q·kᵀ·scale + causal)·v` for `q`
+    /// `[b, heads, t, d]` and `k`, `v` `[b, kv_heads, tk, d]` (no `repeat_kv` copies): inference
+    /// kernels (prompt, decode step over a cache), or training's forward and backward as one
+    /// autodiff operation.
+    fn causal_attention_if_covered(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Tensor<4>
+        => cpu::attention::prompt::causal_if_covered(q, k, v, scale)
+            .or_else(|| cpu::attention::backward::causal_autodiff_if_covered(q, k, v, scale));
 
-/// Single queries `q` `[n, heads, 1, d]`, query `i` of sequence `queries[i].0` seeing the first
-/// `queries[i].1` keys of `k`, `v` `[b, kv_heads, kt, d]`.
-pub fn attend_rows_if_covered(
-    q: &Tensor<4>,
-    k: &Tensor<4>,
-    v: &Tensor<4>,
-    queries: &[(usize, usize)],
-    scale: f32,
-) -> Option<Tensor<4>> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::attention::prompt::attend_rows_if_covered(q, k, v, queries, scale)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (q, k, v, queries, scale);
-        None
-    }
-}
+    /// Single queries `q` `[n, heads, 1, d]`, query `i` of sequence `queries[i].0` seeing the
+    /// first `queries[i].1` keys of `k`, `v` `[b, kv_heads, kt, d]`.
+    fn attend_rows_if_covered(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, queries: &[(usize, usize)], scale: f32) -> Tensor<4>
+        => cpu::attention::prompt::attend_rows_if_covered(q, k, v, queries, scale);
 
-/// Each column's maximum `m` of f32 `logits`, `exp(logits − m)` and its column sums.
-pub fn shifted_exp_if_covered(logits: &Tensor<2>) -> Option<(Tensor<2>, Tensor<2>, Tensor<2>)> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::pointwise::column_softmax::shifted_exp_if_covered(logits)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = logits;
-        None
-    }
-}
+    /// Each column's maximum `m` of f32 `logits`, `exp(logits − m)` and its column sums.
+    fn shifted_exp_if_covered(logits: &Tensor<2>) -> (Tensor<2>, Tensor<2>, Tensor<2>)
+        => cpu::pointwise::column_softmax::shifted_exp_if_covered(logits);
 
-/// [`HeadSoftmax`] of `hidden·headᵀ` (f32 `hidden` `[n, h]`, `head` `[vocab, h]`, one target per
-/// row) in one parallel pass over the head, with `softmax·W` when `expected_rows`.
-pub fn head_softmax_if_covered(
-    hidden: &Tensor<2>,
-    head: &Tensor<2>,
-    targets: &[u32],
-    expected_rows: bool,
-) -> Option<HeadSoftmax> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::pointwise::fused_head::head_softmax_if_covered(hidden, head, targets, expected_rows)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (hidden, head, targets, expected_rows);
-        None
-    }
-}
+    /// [`HeadSoftmax`] of `hidden·headᵀ` (f32 `hidden` `[n, h]`, `head` `[vocab, h]`, one target
+    /// per row) in one parallel pass over the head, with `softmax·W` when `expected_rows`.
+    fn head_softmax_if_covered(hidden: &Tensor<2>, head: &Tensor<2>, targets: &[u32], expected_rows: bool) -> HeadSoftmax
+        => cpu::pointwise::fused_head::head_softmax_if_covered(hidden, head, targets, expected_rows);
 
-/// `w` packed in 12 bits per value (lossless), when it is a bf16 weight on the CPU backend whose
-/// width is a whole number of blocks.
-pub fn pack_if_covered(w: &Tensor<2>) -> Option<PackedBf16> {
-    #[cfg(feature = "flex")]
-    {
-        cpu::matmul::packed::pack_tensor(w)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = w;
-        None
-    }
+    /// `w` packed in 12 bits per value (lossless), when it is a bf16 weight on the CPU backend
+    /// whose width is a whole number of blocks.
+    fn pack_if_covered(w: &Tensor<2>) -> PackedBf16
+        => cpu::matmul::packed::pack_tensor(w);
 }
 
 /// Whether this CPU runs the packed few-row kernel fast enough for packing to pay (AVX-512 BF16).

@@ -1,6 +1,11 @@
 //! Qwen3 on burn: configuration, checkpoint IO, the decoder, KV cache and generation.
 //!
-//! This crate knows models and their files only: no datasets, no prompts, no HTTP.
+//! This crate knows models and their files only: no datasets, no prompts, no HTTP. Its
+//! computations go through [`ops`], the seam where `medtune-kernels` takes over.
+//!
+//! No `unsafe` here but memory-mapping a checkpoint (`checkpoint::weights`, each place allowed by
+//! name); the kernels crate holds the rest.
+#![deny(unsafe_code)]
 
 pub mod checkpoint;
 pub mod config;

@@ -69,7 +69,7 @@ fn compare(model: &LoadedModel, prompts: &[Vec<u32>], steps: usize, label: &str)
         let got = if step % 3 == 2 {
             tensor_step(model, &batch, &mut ours)
         } else {
-            medtune_model::generate::decode_step_logits(&model, &batch, &mut ours)
+            medtune_model::generate::decode_step_logits(model, &batch, &mut ours)
                 .unwrap_or_else(|| panic!("{label}: the step path declined step {step}"))
         };
         assert_eq!(got.len(), want.len(), "{label} step {step}");

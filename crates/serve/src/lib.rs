@@ -9,6 +9,8 @@
 //! handlers only render prompts, check limits and relay events. This crate knows nothing of
 //! training or data sets.
 
+#![forbid(unsafe_code)]
+
 pub mod chat;
 pub mod config;
 pub mod engine;

@@ -9,6 +9,8 @@
 //! - [`builtin_tokenizer`] trains a small byte-level BPE tokenizer with a ChatML template, so the
 //!   quickstart and tests need no download.
 
+#![forbid(unsafe_code)]
+
 pub mod builtin_corpus;
 pub mod builtin_tokenizer;
 pub mod chat_template;

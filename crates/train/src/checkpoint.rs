@@ -9,8 +9,8 @@ use medtune_model::ComputeDType;
 use medtune_model::checkpoint::{HostTensor, WeightFiles, WeightSource, write_safetensors};
 use medtune_model::qwen3::{LoraConfig, Qwen3};
 
+use crate::error::TrainError;
 use crate::optim::AdamW;
-use crate::trainer::TrainError;
 
 const OPTIMIZER: &str = "optimizer.safetensors";
 const STATE: &str = "trainer_state.json";

@@ -11,7 +11,12 @@ use medtune_data::{
 use medtune_text::Tokenizer;
 use medtune_text::mcq::{McqChatOptions, render_mcq_training_pair};
 
-use crate::trainer::Example;
+/// One training sequence: prompt and target token ids together, and where the target starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Example {
+    pub ids: Vec<u32>,
+    pub target_start: usize,
+}
 
 #[derive(Clone, Debug)]
 pub struct ExampleOptions {

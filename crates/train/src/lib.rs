@@ -2,11 +2,15 @@
 //! learning-rate schedule, checkpoints, metrics and plots. Knows models, MCQ records and token
 //! batches; nothing of HTTP.
 
+#![forbid(unsafe_code)]
+
 pub mod batching;
 pub mod checkpoint;
+pub mod error;
 pub mod examples;
 pub mod head_loss;
 pub mod loss;
+pub mod metrics;
 pub mod optim;
 pub mod peak;
 pub mod plot;

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::trainer::{StepMetrics, TrainError};
+use crate::error::TrainError;
+use crate::metrics::StepMetrics;
 
 pub fn plot_losses(metrics: &[StepMetrics], path: &Path) -> Result<(), TrainError> {
     if metrics.is_empty() {

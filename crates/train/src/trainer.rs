@@ -8,20 +8,16 @@ use medtune_model::qwen3::{LoadedModel, LoraConfig};
 
 use crate::batching::{epoch_batches, pack_examples};
 use crate::checkpoint::{Checkpoint, TrainerState};
+use crate::error::TrainError;
+use crate::examples::Example;
 use crate::loss::{TrainBatch, target_nll, target_nll_sum};
+use crate::metrics::StepMetrics;
 use crate::optim::{AdamW, AdamWConfig, accumulate, global_norm, lora_grads};
 use crate::schedule::{Schedule, ScheduleKind};
 use medtune_model::ComputeDType;
 
 /// Good f16 steps after which the loss scale doubles (torch's GradScaler default).
 const GROWTH_INTERVAL: usize = 2000;
-
-/// One training sequence: prompt and target token ids together, and where the target starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Example {
-    pub ids: Vec<u32>,
-    pub target_start: usize,
-}
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainSettings {
@@ -40,40 +36,6 @@ pub struct TrainSettings {
     pub pad_id: u32,
     /// Pack several examples into rows of at most this many tokens (no attention across them).
     pub pack_length: Option<usize>,
-}
-
-/// What one optimiser step did (one line of metrics.jsonl).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StepMetrics {
-    pub step: usize,
-    pub epoch: usize,
-    pub loss: f64,
-    pub lr: f64,
-    pub grad_norm: f64,
-    pub step_seconds: f64,
-    /// Non-padding tokens fed through the model in this step.
-    pub tokens: usize,
-    pub tokens_per_s: f64,
-    /// Model FLOP utilisation, 4·N·tokens per step (forward 2N, backward through frozen weights 2N),
-    /// over the device peak when it is known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mfu: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub val_loss: Option<f64>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error("step {step}: the loss or a gradient is not finite (loss {loss}); stopped. The last good checkpoint is kept{}", .last_good.as_ref().map(|p| format!(" at {}", p.display())).unwrap_or_default())]
-    NonFinite {
-        step: usize,
-        loss: f64,
-        last_good: Option<PathBuf>,
-    },
-    #[error(transparent)]
-    Model(#[from] medtune_model::ModelError),
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// The units batches are made of: single examples, or packs of them with `pack_length`.

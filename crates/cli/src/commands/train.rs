@@ -10,12 +10,11 @@ use medtune_model::qwen3::{LoraConfig, LoraTarget};
 use medtune_model::{ComputeDType, DeviceSpec};
 use medtune_train::checkpoint::Checkpoint;
 use medtune_train::examples::{ExampleOptions, build_examples};
+use medtune_train::metrics::StepMetrics;
 use medtune_train::optim::AdamWConfig;
 use medtune_train::plot::plot_losses;
 use medtune_train::schedule::ScheduleKind;
-use medtune_train::trainer::{
-    StepMetrics, TrainSettings, Trainer, checkpoints, plan_steps, training_units,
-};
+use medtune_train::trainer::{TrainSettings, Trainer, checkpoints, plan_steps, training_units};
 use serde::{Deserialize, Serialize};
 
 /// Every key of a training run. As flags each is `--kebab-case`; in TOML, `snake_case`.

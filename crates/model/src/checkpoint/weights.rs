@@ -170,6 +170,7 @@ struct MappedFile {
 }
 
 impl MappedFile {
+    #[allow(unsafe_code)] // the named exception: mapping a checkpoint
     fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
         // SAFETY: the map is read-only; a checkpoint changed on disk while we load it is outside
@@ -268,6 +269,7 @@ impl WeightSource for WeightFiles {
         })
     }
 
+    #[allow(unsafe_code)] // the named exception: dropping a mapped checkpoint's pages
     fn release(&self, name: &str) {
         let Some(file) = self.index.get(name).map(|i| &self.files[*i]) else {
             return;

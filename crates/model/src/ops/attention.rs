@@ -1,17 +1,9 @@
-//! Causal attention: which keys each query sees, and the attention over them.
+//! Causal attention over the keys each query sees.
 
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::Tensor;
 
+use super::mask::AttentionMask;
 use super::reference;
-
-/// Which keys each query may see.
-#[derive(Clone, Debug)]
-pub enum AttentionMask {
-    /// Plain causal attention (no padding anywhere): the backend's fused causal path.
-    Causal,
-    /// `[batch, 1, q, k]`, true where a key is hidden from a query.
-    Explicit(Box<Tensor<4, Bool>>),
-}
 
 /// `softmax(q·kᵀ·scale + mask)·v` for `q` `[b, heads, t, d]` and `k`, `v` `[b, kv_heads, tk, d]`
 /// (grouped-query: each kv head serves `heads / kv_heads` query heads; a causal query `i` sees
@@ -29,7 +21,11 @@ pub fn causal_attention(
     {
         return ctx;
     }
-    reference::causal_attention(q, k, v, mask, scale)
+    let hidden = match mask {
+        AttentionMask::Causal => None,
+        AttentionMask::Explicit(m) => Some((**m).clone()),
+    };
+    reference::causal_attention(q, k, v, hidden, scale)
 }
 
 /// Single queries at chosen positions: `q` `[n, heads, 1, d]`, query `i` of sequence

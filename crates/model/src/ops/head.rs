@@ -14,7 +14,7 @@ use super::reference;
 use crate::tensor::cast_to;
 
 /// 2,048 vocabulary rows per chunk: the logits of 64 hidden states are then 512 KiB, which stay
-/// in L2 (`cargo run --release -p medtune-model --example matmul_layout`: the head's GEMMs run
+/// in L2 (`cargo run --release -p medtune-kernels --features flex --example matmul_layout`: the head's GEMMs run
 /// ~1.7× faster than with 8,192).
 pub const VOCAB_CHUNK: usize = 2048;
 

@@ -9,6 +9,8 @@ use medtune_kernels::packed_bf16::PackedBf16;
 use super::reference;
 
 /// A frozen weight `[out, in]` as the model holds it.
+// A tensor handle is ~256 bytes (the data is shared, not copied); one is moved per product.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum StoredWeight<'a> {
     Dense(Tensor<2>),

@@ -9,13 +9,15 @@ mod attention;
 mod embedding;
 mod head;
 mod linear;
+mod mask;
 mod norm_rope;
 pub mod reference;
 
-pub use attention::{AttentionMask, attend_rows, causal_attention};
+pub use attention::{attend_rows, causal_attention};
 pub use embedding::embed;
 pub use head::{HeadChunk, TargetLogSoftmax, VOCAB_CHUNK, target_log_softmax};
 pub use linear::{StoredWeight, gate_up_swiglu, linear, linear_many, swiglu};
+pub use mask::AttentionMask;
 pub use medtune_kernels::features::{CpuFeatures, cpu as cpu_features};
 pub use medtune_kernels::math::log_sum_exp;
 pub use medtune_kernels::packed_bf16::PackedBf16;

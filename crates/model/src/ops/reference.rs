@@ -4,9 +4,8 @@
 use burn::tensor::activation::silu;
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 
-use super::attention::AttentionMask;
 use crate::tensor::{cast_to, to_f32};
 
 /// `x·wᵀ` `[m, n]` for `x` `[m, k]` and `w` `[n, k]` as Hugging Face stores it.
@@ -53,22 +52,21 @@ pub fn embed(table: Tensor<2>, ids: &[u32], b: usize, t: usize) -> Tensor<3> {
 }
 
 /// `softmax(q·kᵀ·scale + mask)·v` for `q` `[b, heads, t, d]` and `k`, `v` `[b, kv_heads, tk, d]`,
-/// each kv head repeated for its query group (`repeat_kv`), by burn's attention.
+/// each kv head repeated for its query group (`repeat_kv`), by burn's attention. `hidden`
+/// (`[b, 1, t, tk]`, true where a key is hidden from a query) is the mask; `None` is causal.
 pub fn causal_attention(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
-    mask: &AttentionMask,
+    hidden: Option<Tensor<4, Bool>>,
     scale: f64,
 ) -> Tensor<4> {
     let [b, heads, t, _] = q.dims();
     let [_, kv_heads, tk, _] = k.dims();
     let k = repeat_kv(k, heads / kv_heads);
     let v = repeat_kv(v, heads / kv_heads);
-    let (mask, is_causal) = match mask {
-        AttentionMask::Causal => (None, true),
-        AttentionMask::Explicit(m) => (Some((**m).clone().expand([b, heads, t, tk])), false),
-    };
+    let is_causal = hidden.is_none();
+    let mask = hidden.map(|m| m.expand([b, heads, t, tk]));
     let options = AttentionModuleOptions {
         scale: Some(scale),
         softcap: None,

@@ -89,7 +89,7 @@ impl KvCache {
     /// Makes room for `extra` more slots (at most [`MIN_SPARE_SLOTS`]) after the filled ones in
     /// every layer's buffers, copying a full buffer into one about twice as long: a step can
     /// then write its slots in place.
-    pub(crate) fn reserve(&mut self, extra: usize) {
+    pub fn reserve(&mut self, extra: usize) {
         debug_assert!(extra <= MIN_SPARE_SLOTS);
         let len = self.past;
         for layer in self.layers.iter_mut().flatten() {

@@ -47,7 +47,7 @@ pub fn causal_if_covered(
         return None;
     }
     if t == 1 {
-        return decode_step(q, k, v, scale);
+        return attend_newest_queries(q, k, v, scale);
     }
     if q.dtype() != DType::F32 {
         return None;
@@ -57,7 +57,7 @@ pub fn causal_if_covered(
     if kt == t && t >= BLOCKED_MIN_LEN && crate::features::cpu().avx512f {
         // A whole prompt: blocks of query rows against the keys they see, through the GEMM
         // (the training kernel's forward pass; 2.5–3× this file's row kernel at these lengths,
-        // `cargo run --release -p medtune-model --example attention_kernels`).
+        // `cargo run --release -p medtune-kernels --features flex --example attention_kernels`).
         let dims = Dims {
             b,
             heads,
@@ -114,7 +114,12 @@ pub fn causal_if_covered(
 /// One query per sequence and head (a decode step) against every cached key, f32 or bf16: the
 /// keys and values are read where they are, in the cache's buffers (views with spare slots
 /// after the filled ones) and in their stored type. Returns `[b, heads, 1, d]` in `q`'s dtype.
-fn decode_step(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f32) -> Option<Tensor<4>> {
+fn attend_newest_queries(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    scale: f32,
+) -> Option<Tensor<4>> {
     let [b, _, kt, _] = k.dims();
     let queries: Vec<(usize, usize)> = (0..b).map(|batch| (batch, kt)).collect();
     attend_queries(q, k, v, &queries, scale)

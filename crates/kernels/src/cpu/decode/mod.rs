@@ -16,7 +16,7 @@
 //! The arithmetic is the tensor path's, step for step: the same kernels (the packed and plain
 //! GEMVs, RMSNorm, RoPE, the decode-step attention over the cache's buffers, SwiGLU), each row
 //! computed whole by one thread, rounded to bf16 at the same points. The logits are the same
-//! bits (`tests/decode_step.rs`).
+//! bits (`crates/model/tests/decode_step.rs`).
 //!
 //! Taken for: f32 or bf16 models without LoRA on the CPU of x86-64 with AVX-512 (AVX-512 BF16
 //! where weights are packed), one new token for each of at most 8 rows, no padding in the

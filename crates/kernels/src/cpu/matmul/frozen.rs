@@ -4,7 +4,7 @@
 //! In LoRA training every base projection is such a product: the weight never gets a gradient,
 //! the input does (`∂x = ∂y·W`). burn's autodiff records the matmul generically and runs both
 //! passes through the `gemm` crate (50–100 GFLOP/s on these shapes, against 170–200 here, see
-//! `cargo run --release -p medtune-model --example gemm_kernels`). This is a custom autodiff
+//! `cargo run --release -p medtune-kernels --features flex --example gemm_kernels`). This is a custom autodiff
 //! operation in burn's own terms (`burn_autodiff::ops::Backward`, as its built-in ops are
 //! written): one tracked parent, the input; the weight kept as state for the backward product.
 

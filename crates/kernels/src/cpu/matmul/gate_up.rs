@@ -27,7 +27,7 @@ pub fn gate_up_swiglu_if_covered(
         || x.is_autodiff()
         || gate.is_autodiff()
         || up.is_autodiff()
-        || !gemm::available()
+        || !crate::features::cpu().avx512f
     {
         return None;
     }

@@ -2,14 +2,14 @@
 //!
 //! burn-flex multiplies through the `gemm` crate, which packs both operands on every call and
 //! reaches 85–100 GFLOP/s on this project's shapes (hidden 256–1,024, 64–2,048 rows) against
-//! 140–170 for PyTorch's MKL on the same two cores (`cargo run --release -p medtune-model
+//! 140–170 for PyTorch's MKL on the same two cores (`cargo run --release -p medtune-kernels --features flex
 //! --example matmul_layout`). Here only one operand is ever packed, and not even that when the
 //! right-hand side is already laid out `[k, n]` row by row: the left-hand side is read in place
 //! with any strides (its elements are broadcast from memory), so a transposed view costs nothing.
 //! The micro-kernel holds a 12 × 32 block of the result in 24 AVX-512 registers.
 //!
 //! Written by hand: no crate offers a GEMM that reads a strided left operand without packing it.
-//! Callers fall back to burn's matmul when [`available`] is false (other CPUs and targets).
+//! Callers fall back to burn's matmul on CPUs without AVX-512F ([`crate::features`]).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -32,7 +32,7 @@ pub fn linear_if_covered(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
         || w.dtype() != DType::F32
         || x.is_autodiff()
         || w.is_autodiff()
-        || !available()
+        || !crate::features::cpu().avx512f
     {
         return None;
     }
@@ -144,7 +144,7 @@ pub fn gemm_packed(
     accumulate: bool,
 ) {
     let k = b.k;
-    assert!(available(), "gemm needs AVX-512F");
+    assert!(crate::features::cpu().avx512f, "gemm needs AVX-512F");
     assert!(n <= b.n, "more columns than were packed");
     check_bounds(m, k, &a);
     check_output(m, n, c, ldc);
@@ -169,14 +169,8 @@ const KC: usize = 256;
 /// in L2).
 const MC: usize = 96;
 
-/// Whether this CPU runs the kernel (x86-64 with AVX-512F, unless the portable paths are forced:
-/// [`crate::features`]).
-pub fn available() -> bool {
-    crate::features::cpu().avx512f
-}
-
 /// `c = a·b` (or `c += a·b` when `accumulate`), `a` `[m, k]`, `b` `[k, n]`, `c` row-major
-/// `[m, n]` with row stride `ldc`, on the calling thread. Panics when [`available`] is false.
+/// `[m, n]` with row stride `ldc`, on the calling thread. Panics without AVX-512F ([`crate::features`]).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     m: usize,
@@ -205,7 +199,7 @@ unsafe fn gemm_unchecked(
     ldc: usize,
     accumulate: bool,
 ) {
-    assert!(available(), "gemm needs AVX-512F");
+    assert!(crate::features::cpu().avx512f, "gemm needs AVX-512F");
     check_bounds(m, k, &a);
     check_bounds(k, n, &b);
     if m == 0 || n == 0 {
@@ -447,7 +441,7 @@ pub fn matmul_swiglu(
     gate: MatRef,
     up: MatRef,
 ) -> Vec<f32> {
-    assert!(available(), "gemm needs AVX-512F");
+    assert!(crate::features::cpu().avx512f, "gemm needs AVX-512F");
     check_bounds(m, k, &a);
     check_bounds(k, n, &gate);
     check_bounds(k, n, &up);
@@ -748,7 +742,7 @@ mod tests {
 
     #[test]
     fn gate_and_up_with_swiglu_equal_the_separate_products() {
-        if !available() {
+        if !crate::features::cpu().avx512f {
             return;
         }
         for (m, n, k) in [(13, 70, 40), (100, 33, 300), (7, 96, 1024)] {
@@ -773,7 +767,7 @@ mod tests {
 
     #[test]
     fn packed_right_operand_gives_the_same_products() {
-        if !available() {
+        if !crate::features::cpu().avx512f {
             return;
         }
         for (m, n, k, used) in [(20, 70, 300, 70), (13, 64, 32, 40), (5, 33, 7, 1)] {
@@ -792,7 +786,7 @@ mod tests {
 
     #[test]
     fn equals_a_reference_product_for_every_layout_and_edge() {
-        if !available() {
+        if !crate::features::cpu().avx512f {
             eprintln!("no AVX-512F here: the kernel is never used on this CPU");
             return;
         }

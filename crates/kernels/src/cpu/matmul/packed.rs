@@ -30,12 +30,6 @@ const ROWS_PER_TASK: usize = 128;
 /// Weight rows unpacked per task of the GEMM path (f32 slab of 512 KiB at hidden 1,024).
 const GEMM_SLAB_ROWS: usize = 128;
 
-/// Whether this CPU has the fast few-row kernel (AVX-512 with BF16 dot products). Packing pays
-/// only there: elsewhere the portable loop is slower than reading plain bf16.
-pub fn fast_kernel_available() -> bool {
-    crate::features::cpu().avx512_bf16
-}
-
 /// `x·wᵀ` `[m, n]` in `x`'s dtype for `x` `[m, k]` on flex and `w` `[n, k]`.
 pub fn linear(x: &Tensor<2>, w: &PackedBf16) -> Tensor<2> {
     linear_many(x, &[w]).pop().expect("one product")
@@ -50,7 +44,7 @@ pub fn linear_many(x: &Tensor<2>, ws: &[&PackedBf16]) -> Vec<Tensor<2>> {
         "input width {k} differs from a packed weight's"
     );
     let dtype = x.dtype();
-    let bf16_rows = (dtype == DType::BF16 && m <= MAX_ROWS && fast_kernel_available())
+    let bf16_rows = (dtype == DType::BF16 && m <= MAX_ROWS && crate::features::cpu().avx512_bf16)
         .then(|| contiguous(x))
         .flatten();
     let outs = match bf16_rows.as_ref().and_then(|x| x.as_slice::<bf16>()) {
@@ -167,7 +161,7 @@ fn few_rows(x: &[u16], m: usize, ws: &[&PackedBf16]) -> Vec<Vec<f32>> {
     tasks(ws).into_par_iter().for_each(|(i, r0, rows)| {
         let (w, out) = (ws[i], ptrs[i]);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the caller checked AVX-512F/BW/BF16 (`fast_kernel_available`); x holds m rows
+        // SAFETY: the caller checked AVX-512F/BW/BF16 ([`crate::features`]); x holds m rows
         // of w.cols(); the task writes cells (row, r0..r0 + rows) of an m × w.rows() buffer.
         unsafe {
             with_row_count!(m, dot_rows_bf16(x, w, r0, rows, out))

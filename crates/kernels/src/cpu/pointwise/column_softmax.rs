@@ -1,6 +1,6 @@
 //! The shifted exponentials of a chunk of transposed logits on the CPU (flex) backend, in two
 //! vectorised passes instead of burn's four (max, subtract, scalar `expf`, sum), each into a fresh
-//! buffer. The head log-softmax ([`super::head_softmax`]) runs this on every vocabulary chunk:
+//! buffer. The head log-softmax (`medtune_model::ops::target_log_softmax`) runs this on every vocabulary chunk:
 //! for training, ~10 M logits per step.
 
 use burn::tensor::{DType, Tensor};

@@ -3,7 +3,7 @@
 //! when asked, the softmax-weighted mean of the head rows, `softmax(h·Wᵀ)·W`, which training's
 //! closed-form gradient needs (`∂nll/∂h = softmax(h·Wᵀ)·W − W[t]`).
 //!
-//! burn's ops ([`super::head_softmax`]) walk the 155 MB head twice for training (logits, then
+//! burn's ops (`medtune_model::ops::target_log_softmax`) walk the 155 MB head twice for training (logits, then
 //! the gradient) through the `gemm` crate, which packs both operands of every chunk's product,
 //! and allocate each chunk's buffers afresh. Here each thread takes its own vocabulary chunks and
 //! keeps a running maximum, sum and weighted sum (rescaled when the maximum grows, as
