@@ -15,7 +15,7 @@ use minijinja::{Environment, Error, ErrorKind, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TextError};
-use crate::py_json;
+use crate::{generation_blocks, py_json};
 
 const TEMPLATE_NAME: &str = "chat_template";
 
@@ -99,25 +99,28 @@ impl RenderOptions {
 #[derive(Debug)]
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// For templates with `{% generation %}` blocks: compiled with markers around the blocks.
+    marked_env: Option<Environment<'static>>,
     source: String,
     special: SpecialTokens,
 }
 
 impl ChatTemplate {
     /// Compiles `source` with transformers' Jinja settings.
+    /// TRL's `{% generation %}` blocks render as their content (see [`generation_blocks`]).
     pub fn new(source: impl Into<String>, special: SpecialTokens) -> Result<Self> {
         let source = source.into();
-        let mut env = Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        env.set_keep_trailing_newline(false);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", raise_exception);
-        env.add_filter("tojson", py_json::tojson_filter);
-        env.add_template_owned(TEMPLATE_NAME, source.clone())
-            .map_err(template_error)?;
+        let (env, marked_env) = if generation_blocks::has_generation_blocks(&source) {
+            (
+                environment(generation_blocks::rewrite(&source, false))?,
+                Some(environment(generation_blocks::rewrite(&source, true))?),
+            )
+        } else {
+            (environment(source.clone())?, None)
+        };
         Ok(ChatTemplate {
             env,
+            marked_env,
             source,
             special,
         })
@@ -135,6 +138,28 @@ impl ChatTemplate {
 
     /// Renders `messages` like `tokenizer.apply_chat_template(messages, tokenize=False, ...)`.
     pub fn render(&self, messages: &[ChatMessage], opts: &RenderOptions) -> Result<String> {
+        self.render_in(&self.env, messages, opts)
+    }
+
+    /// [`Self::render`] with each `{% generation %}` block's text between the markers of
+    /// [`generation_blocks`]; an error for a template without such blocks.
+    pub fn render_marking_generation(
+        &self,
+        messages: &[ChatMessage],
+        opts: &RenderOptions,
+    ) -> Result<String> {
+        let env = self.marked_env.as_ref().ok_or_else(|| {
+            TextError::Prompt("the chat template has no {% generation %} blocks".into())
+        })?;
+        self.render_in(env, messages, opts)
+    }
+
+    fn render_in(
+        &self,
+        env: &Environment<'static>,
+        messages: &[ChatMessage],
+        opts: &RenderOptions,
+    ) -> Result<String> {
         let mut ctx: BTreeMap<&str, Value> = BTreeMap::new();
         ctx.insert("messages", Value::from_serialize(messages));
         ctx.insert(
@@ -162,12 +187,23 @@ impl ChatTemplate {
                 ctx.insert(name, Value::from(tok.as_str()));
             }
         }
-        let template = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .map_err(template_error)?;
+        let template = env.get_template(TEMPLATE_NAME).map_err(template_error)?;
         template.render(Value::from(ctx)).map_err(template_error)
     }
+}
+
+/// An environment with transformers' Jinja settings holding `source`.
+fn environment(source: String) -> Result<Environment<'static>> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(false);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", raise_exception);
+    env.add_filter("tojson", py_json::tojson_filter);
+    env.add_template_owned(TEMPLATE_NAME, source)
+        .map_err(template_error)?;
+    Ok(env)
 }
 
 fn template_error(source: Error) -> TextError {

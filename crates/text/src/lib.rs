@@ -6,6 +6,8 @@
 //! - [`ChatTemplate`] renders a model's Jinja chat template as transformers' `apply_chat_template`
 //!   does (byte-identical for Qwen3).
 //! - [`mcq`] builds MCQ prompts, generation prompts and `(prompt, target)` training pairs.
+//! - [`supervision`] tokenises conversations and prompt–completion pairs with the loss on what the
+//!   assistant writes.
 //! - [`builtin_tokenizer`] trains a small byte-level BPE tokenizer with a ChatML template, so the
 //!   quickstart and tests need no download.
 
@@ -15,8 +17,10 @@ pub mod builtin_corpus;
 pub mod builtin_tokenizer;
 pub mod chat_template;
 pub mod error;
+pub mod generation_blocks;
 pub mod mcq;
 pub mod py_json;
+pub mod supervision;
 pub mod tokenizer;
 
 pub use builtin_tokenizer::{
@@ -27,5 +31,9 @@ pub use error::{Result, TextError};
 pub use mcq::{
     DEFAULT_SYSTEM_PROMPT, McqAnswer, McqChatOptions, McqPrompt, TrainingPair,
     render_conversation_pair, render_mcq_prompt, render_mcq_training_pair,
+};
+pub use supervision::{
+    AssistantTurns, SupervisedTokens, supervise_conversation, supervise_prompt_completion,
+    supervise_text_pair,
 };
 pub use tokenizer::{StreamDecoder, Tokenizer};

@@ -11,11 +11,30 @@ use medtune_data::{
 use medtune_text::Tokenizer;
 use medtune_text::mcq::{McqChatOptions, render_mcq_training_pair};
 
-/// One training sequence: prompt and target token ids together, and where the target starts.
+/// One training sequence: its token ids and, for each, whether it is a target (predicted with
+/// loss: the answer of an MCQ record, what the assistant writes in a conversation).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Example {
     pub ids: Vec<u32>,
-    pub target_start: usize,
+    pub targets: Vec<bool>,
+}
+
+impl Example {
+    /// A sequence whose tokens from `target_start` on are the targets.
+    pub fn with_target_start(ids: Vec<u32>, target_start: usize) -> Self {
+        let targets = (0..ids.len()).map(|t| t >= target_start).collect();
+        Self { ids, targets }
+    }
+
+    /// Target tokens the loss covers (the first token is never predicted).
+    pub fn target_count(&self) -> usize {
+        self.targets.iter().skip(1).filter(|t| **t).count()
+    }
+
+    /// The sequence and its mask, as batches take them.
+    pub fn masked(&self) -> (&[u32], &[bool]) {
+        (&self.ids, &self.targets)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -106,10 +125,7 @@ fn fit(prompt: Vec<u32>, target: Vec<u32>, max_length: usize, set: &mut ExampleS
     }
     let target_start = prompt.len();
     prompt.extend(target);
-    Example {
-        ids: prompt,
-        target_start,
-    }
+    Example::with_target_start(prompt, target_start)
 }
 
 pub fn build_examples(
@@ -168,7 +184,7 @@ pub fn build_examples(
             let p = tokenizer.encode(&pair.prompt)?;
             let t = tokenizer.encode(&pair.target)?;
             let ex = fit(p, t, opts.max_length, &mut set);
-            set.target_tokens += ex.ids.len() - ex.target_start;
+            set.target_tokens += ex.target_count();
             if is_val {
                 set.val.push(ex);
             } else {
@@ -191,7 +207,7 @@ mod tests {
         let mut set = ExampleSet::default();
         let ex = fit((0..10).collect(), vec![100, 101, 102], 8, &mut set);
         assert_eq!(ex.ids, vec![5, 6, 7, 8, 9, 100, 101, 102]);
-        assert_eq!(ex.target_start, 5);
+        assert_eq!(ex.targets, [vec![false; 5], vec![true; 3]].concat());
         assert_eq!(set.truncated_prompts, 1);
         let ex = fit(vec![1, 2], vec![100, 101, 102, 103], 4, &mut set);
         assert_eq!(ex.ids, vec![2, 100, 101, 102]);

@@ -21,48 +21,88 @@ impl TrainBatch {
     /// Builds a right-padded batch from sequences and, for each, the index where its target
     /// (supervised) tokens start: tokens `[start, len)` are predicted from the positions before.
     pub fn from_sequences(seqs: &[(Vec<u32>, usize)], pad_id: u32) -> Self {
-        let ids: Vec<Vec<u32>> = seqs.iter().map(|(s, _)| s.clone()).collect();
+        let masks: Vec<Vec<bool>> = seqs
+            .iter()
+            .map(|(s, start)| from_start(s.len(), *start))
+            .collect();
+        let seqs: Vec<(&[u32], &[bool])> = seqs
+            .iter()
+            .zip(&masks)
+            .map(|((s, _), m)| (s.as_slice(), m.as_slice()))
+            .collect();
+        Self::from_masked(&seqs, pad_id)
+    }
+
+    /// Builds a right-padded batch from sequences and, for each token, whether it is a target
+    /// (predicted, with loss, from the positions before it; the first token never is).
+    pub fn from_masked(seqs: &[(&[u32], &[bool])], pad_id: u32) -> Self {
+        let ids: Vec<Vec<u32>> = seqs.iter().map(|(s, _)| s.to_vec()).collect();
         let inputs = ForwardBatch::padded(&ids, medtune_model::qwen3::PaddingSide::Right, pad_id);
-        let mut positions = Vec::new();
-        let mut targets = Vec::new();
-        for (row, (seq, start)) in seqs.iter().enumerate() {
-            let first = (*start).max(1);
-            for (t, &id) in seq.iter().enumerate().skip(first) {
-                positions.push(row * inputs.seq + t - 1);
-                targets.push(id);
-            }
-        }
-        Self {
+        let mut batch = Self {
+            positions: Vec::new(),
+            targets: Vec::new(),
             inputs,
-            positions,
-            targets,
+        };
+        for (row, (seq, mask)) in seqs.iter().enumerate() {
+            batch.add_targets(row * batch.inputs.seq, seq, mask);
         }
+        batch
     }
 
     /// Packs several sequences per row (`rows[r]` = the sequences of row r, each with its target
     /// start); attention stays within each sequence (see [`ForwardBatch::packed`]).
     pub fn from_packs(rows: &[Vec<(Vec<u32>, usize)>], pad_id: u32) -> Self {
+        let masks: Vec<Vec<Vec<bool>>> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|(s, start)| from_start(s.len(), *start))
+                    .collect()
+            })
+            .collect();
+        let rows: Vec<Vec<(&[u32], &[bool])>> = rows
+            .iter()
+            .zip(&masks)
+            .map(|(r, m)| {
+                r.iter()
+                    .zip(m)
+                    .map(|((s, _), m)| (s.as_slice(), m.as_slice()))
+                    .collect()
+            })
+            .collect();
+        Self::from_masked_packs(&rows, pad_id)
+    }
+
+    /// [`Self::from_packs`] with a target mask per sequence (as [`Self::from_masked`]).
+    pub fn from_masked_packs(rows: &[Vec<(&[u32], &[bool])>], pad_id: u32) -> Self {
         let ids: Vec<Vec<Vec<u32>>> = rows
             .iter()
-            .map(|r| r.iter().map(|(s, _)| s.clone()).collect())
+            .map(|r| r.iter().map(|(s, _)| s.to_vec()).collect())
             .collect();
         let inputs = ForwardBatch::packed(&ids, pad_id);
-        let mut positions = Vec::new();
-        let mut targets = Vec::new();
+        let mut batch = Self {
+            positions: Vec::new(),
+            targets: Vec::new(),
+            inputs,
+        };
         for (row, samples) in rows.iter().enumerate() {
-            let mut offset = 0;
-            for (seq, start) in samples {
-                for (t, &id) in seq.iter().enumerate().skip((*start).max(1)) {
-                    positions.push(row * inputs.seq + offset + t - 1);
-                    targets.push(id);
-                }
+            let mut offset = row * batch.inputs.seq;
+            for (seq, mask) in samples {
+                batch.add_targets(offset, seq, mask);
                 offset += seq.len();
             }
         }
-        Self {
-            inputs,
-            positions,
-            targets,
+        batch
+    }
+
+    /// The targets of one sequence laid out from flat slot `first`: token `t` (a target, `t ≥ 1`)
+    /// is predicted at slot `first + t − 1`.
+    fn add_targets(&mut self, first: usize, seq: &[u32], mask: &[bool]) {
+        for (t, (&id, &target)) in seq.iter().zip(mask).enumerate().skip(1) {
+            if target {
+                self.positions.push(first + t - 1);
+                self.targets.push(id);
+            }
         }
     }
 
@@ -75,6 +115,11 @@ impl TrainBatch {
     pub fn num_tokens(&self) -> usize {
         self.inputs.valid.iter().filter(|v| **v).count()
     }
+}
+
+/// The target mask of a sequence of `len` tokens whose targets start at `start`.
+fn from_start(len: usize, start: usize) -> Vec<bool> {
+    (0..len).map(|t| t >= start).collect()
 }
 
 /// The negative log-likelihood of a batch's targets, summed over them, and the way back into the

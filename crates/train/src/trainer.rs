@@ -66,11 +66,8 @@ pub fn evaluate_loss(
     let mut nll = 0.0;
     let mut count = 0usize;
     for chunk in examples.chunks(batch_size.max(1)) {
-        let seqs: Vec<(Vec<u32>, usize)> = chunk
-            .iter()
-            .map(|e| (e.ids.clone(), e.target_start))
-            .collect();
-        let batch = TrainBatch::from_sequences(&seqs, pad_id);
+        let seqs: Vec<(&[u32], &[bool])> = chunk.iter().map(Example::masked).collect();
+        let batch = TrainBatch::from_masked(&seqs, pad_id);
         if batch.num_targets() == 0 {
             continue;
         }
@@ -141,20 +138,15 @@ impl Trainer<'_> {
                 [first.min(batches.len())..(first + s.grad_accum).min(batches.len())]
                 .iter()
                 .map(|idx| {
-                    let rows: Vec<Vec<(Vec<u32>, usize)>> = idx
+                    let rows: Vec<Vec<(&[u32], &[bool])>> = idx
                         .iter()
-                        .map(|&u| {
-                            units[u]
-                                .iter()
-                                .map(|&i| (train[i].ids.clone(), train[i].target_start))
-                                .collect()
-                        })
+                        .map(|&u| units[u].iter().map(|&i| train[i].masked()).collect())
                         .collect();
                     if s.pack_length.is_some() {
-                        TrainBatch::from_packs(&rows, s.pad_id)
+                        TrainBatch::from_masked_packs(&rows, s.pad_id)
                     } else {
-                        let seqs: Vec<(Vec<u32>, usize)> = rows.into_iter().flatten().collect();
-                        TrainBatch::from_sequences(&seqs, s.pad_id)
+                        let seqs: Vec<(&[u32], &[bool])> = rows.into_iter().flatten().collect();
+                        TrainBatch::from_masked(&seqs, s.pad_id)
                     }
                 })
                 .collect();
