@@ -33,7 +33,7 @@ pub use mcq::{
     render_conversation_pair, render_mcq_prompt, render_mcq_training_pair,
 };
 pub use supervision::{
-    AssistantTurns, SupervisedTokens, supervise_conversation, supervise_prompt_completion,
-    supervise_text_pair,
+    AssistantTurns, SupervisedTokens, conversation_examples, supervise_conversation,
+    supervise_prompt_completion, supervise_text_pair,
 };
 pub use tokenizer::{StreamDecoder, Tokenizer};

@@ -15,9 +15,17 @@
 //!   the conversation before it ends (`add_generation_prompt=true`), and ends with the template's
 //!   end-of-turn token (`<|im_end|>`), included; the turn's header and the newline after it are not
 //!   the assistant's words. This needs the template to be prefix-preserving up to each assistant
-//!   turn, which is checked. Qwen3's own template drops the reasoning of assistant turns before
-//!   the last user message; such a turn is therefore trained on its reply alone, as the model
-//!   sees it in a later turn's context, and the last turn on its think block and reply.
+//!   turn, which is checked.
+//!
+//! Qwen3's own template drops the reasoning (and the think block) of assistant turns before the
+//! last user message, and gives the last turn a think block, empty or not. In one sequence an
+//! earlier turn would then be trained as a reply without a think block, which the model never
+//! writes at inference. [`conversation_examples`] therefore makes, for such templates, one
+//! sequence per target turn, each rendered as the last turn of the conversation so far: the
+//! context exactly as the model sees it when it writes that turn, and the turn as it writes it
+//! (think block, reply, end-of-turn token). TRL's `assistant_only_loss` instead swaps in its
+//! training template (`qwen3_training.jinja`), which keeps every turn's reasoning and think block
+//! in one sequence; pass that template (`--chat-template`) to train exactly as TRL does.
 //!
 //! A token is a target when any of its bytes lies in an assistant span (transformers marks the
 //! tokens from the one holding a span's first character to the one holding its last).
@@ -102,6 +110,31 @@ pub fn supervise_conversation(
         spans.drain(..spans.len() - 1);
     }
     tokenize_with_spans(tokenizer, &text, &spans)
+}
+
+/// The training sequences of one conversation (ending with an assistant turn): with a template
+/// that has `{% generation %}` blocks, one sequence with `turns` as targets (TRL's masks); with
+/// another, one sequence per target turn, that turn rendered last (see the module's
+/// documentation).
+pub fn conversation_examples(
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    messages: &[ChatMessage],
+    turns: AssistantTurns,
+) -> Result<Vec<SupervisedTokens>> {
+    if has_generation_blocks(template.source()) || turns == AssistantTurns::Last {
+        return Ok(vec![supervise_conversation(
+            tokenizer, template, messages, turns,
+        )?]);
+    }
+    messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role == "assistant")
+        .map(|(i, _)| {
+            supervise_conversation(tokenizer, template, &messages[..=i], AssistantTurns::Last)
+        })
+        .collect()
 }
 
 /// A conversational prompt–completion pair, as TRL's `completion_only_loss` takes it: the prompt
@@ -274,6 +307,15 @@ mod tests {
         let last = supervise_conversation(&tok, template, &msgs, AssistantTurns::Last).unwrap();
         assert_eq!(target_runs(&tok, &last), target_runs(&tok, &all)[1..]);
         assert_eq!(all.ids, last.ids);
+        // Without generation blocks, one sequence per turn, each turn rendered last: the first
+        // with its reasoning, the second after the first's reply.
+        let each = conversation_examples(&tok, template, &msgs, AssistantTurns::All).unwrap();
+        assert_eq!(each.len(), 2);
+        assert_eq!(
+            target_runs(&tok, &each[0]),
+            ["<think>\nCollagen synthesis needs it.\n</think>\n\nVitamin C.<|im_end|>"]
+        );
+        assert_eq!(each[1], last);
         let labels = all.labels();
         assert!(
             labels
