@@ -223,7 +223,7 @@ fn attention_equals_burns_for_prompts_and_selected_rows() {
         &queries,
         scale as f32,
     );
-    let formula = reference::attend_rows(selected_q, k, v, &queries, scale as f32);
+    let formula = reference::attend_rows(&queries, scale as f32, selected_q, k, v);
     assert!(diff(kernel, want.clone()) < 1e-5, "attend_rows");
     assert!(diff(formula, want) < 1e-5, "the reference of attend_rows");
 }

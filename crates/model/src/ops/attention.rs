@@ -40,5 +40,5 @@ pub fn attend_rows(
     scale: f32,
 ) -> Tensor<4> {
     medtune_kernels::attend_rows_if_covered(&q, &k, &v, queries, scale)
-        .unwrap_or_else(|| reference::attend_rows(q, k, v, queries, scale))
+        .unwrap_or_else(|| reference::attend_rows(queries, scale, q, k, v))
 }

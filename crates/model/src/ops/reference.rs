@@ -78,11 +78,11 @@ pub fn causal_attention(
 /// Single queries `q` `[n, heads, 1, d]`, query `i` of sequence `queries[i].0` seeing the first
 /// `queries[i].1` keys of `k`, `v` `[b, kv_heads, kt, d]`: `[n, heads, 1, d]`.
 pub fn attend_rows(
+    queries: &[(usize, usize)],
+    scale: f32,
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
-    queries: &[(usize, usize)],
-    scale: f32,
 ) -> Tensor<4> {
     let heads = q.dims()[1];
     let group = heads / k.dims()[1];
