@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use medtune_data::{Format, check_files};
-use medtune_text::Tokenizer;
+use medtune_data::{Format, TraceFields, check_files};
+use medtune_text::{AssistantTurns, Tokenizer};
+use medtune_train::examples::{ExampleOptions, build_examples};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DataCommand {
@@ -12,6 +13,48 @@ pub enum DataCommand {
     /// lengths and duplicate questions, listing every bad record as `file:line: field: problem`.
     /// Exits non-zero when there is any problem.
     Check(CheckArgs),
+    /// Write one line per training example, as training sees it, to a JSON Lines file:
+    /// `{"input_ids": [...], "labels": [...]}` with -100 where no loss is taken (Hugging Face
+    /// collators' convention), in file order, so the masking can be diffed against another
+    /// pipeline's.
+    Dump(DumpArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DumpArgs {
+    /// Data files, in any format `medtune train` reads.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The model folder (or hub id) whose tokenizer and chat template render the examples.
+    #[arg(long)]
+    pub model: String,
+    /// The JSON Lines file to write (replaced whole, never left half-written).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: PathBuf,
+    /// medqa, medmcqa, pubmedqa, mmlu, jsonl, chat, prompt-completion or trace for every file;
+    /// detected per file when left out.
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// The columns of a reasoning-trace table, e.g.
+    /// `question=Question,reasoning=Complex_CoT,answer=Response`.
+    #[arg(long)]
+    pub fields: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    pub max_length: usize,
+    /// MCQ records: the explanation inside `<think>`.
+    #[arg(long)]
+    pub thinking: bool,
+    /// Conversations: only the last assistant turn is a target.
+    #[arg(long)]
+    pub last_turn_only: bool,
+    /// A chat template for conversations and prompt–completion pairs instead of the model's.
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
+    #[arg(long)]
+    pub system_prompt: Option<String>,
+    /// Skip (and count) malformed records instead of stopping.
+    #[arg(long)]
+    pub skip_bad: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -34,7 +77,59 @@ pub struct CheckArgs {
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Check(args) => check(args),
+        DataCommand::Dump(args) => dump(args),
     }
+}
+
+fn dump(args: DumpArgs) -> Result<()> {
+    let dir = medtune_model::checkpoint::resolve_model_dir(&args.model)?;
+    let tokenizer = Tokenizer::from_dir(&dir)
+        .with_context(|| format!("loading the tokenizer in {}", dir.display()))?;
+    let fields = args
+        .fields
+        .as_deref()
+        .map(str::parse::<TraceFields>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let set = build_examples(
+        &args.files,
+        args.format,
+        &tokenizer,
+        &ExampleOptions {
+            max_length: args.max_length,
+            thinking: args.thinking,
+            system_prompt: args.system_prompt.clone(),
+            skip_bad: args.skip_bad,
+            fields,
+            turns: if args.last_turn_only {
+                AssistantTurns::Last
+            } else {
+                AssistantTurns::All
+            },
+            chat_template: args.chat_template.clone(),
+            keep_order: true,
+            ..ExampleOptions::default()
+        },
+    )?;
+    let mut text = String::new();
+    for ex in &set.train {
+        let labels: Vec<i64> = ex
+            .ids
+            .iter()
+            .zip(&ex.targets)
+            .map(|(&id, &t)| if t { i64::from(id) } else { -100 })
+            .collect();
+        text.push_str(&serde_json::json!({"input_ids": ex.ids, "labels": labels}).to_string());
+        text.push('\n');
+    }
+    // Written beside the destination, then renamed over it: never a half-written file.
+    let tmp = args.out.with_extension("jsonl.partial");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("{}", set.summary());
+    eprintln!("wrote {} examples to {}", set.train.len(), args.out.display());
+    Ok(())
 }
 
 fn check(args: CheckArgs) -> Result<()> {
@@ -114,7 +209,9 @@ mod tests {
             "--thinking",
         ])
         .unwrap();
-        let DataCommand::Check(a) = cli.data;
+        let DataCommand::Check(a) = cli.data else {
+            panic!("a check command")
+        };
         assert_eq!(a.files, [PathBuf::from("a.jsonl"), PathBuf::from("b.csv")]);
         assert_eq!(a.format, Some(Format::Mmlu));
         assert_eq!(a.model, Some(PathBuf::from("m")));

@@ -121,6 +121,7 @@ pub fn run(args: Args) -> Result<()> {
             val_files: Vec::new(),
             seed: 0,
             skip_bad: false,
+            ..ExampleOptions::default()
         },
     )?;
     let adapter_dir = args.out.join("adapter");

@@ -15,6 +15,7 @@ use medtune_train::optim::AdamWConfig;
 use medtune_train::plot::plot_losses;
 use medtune_train::schedule::ScheduleKind;
 use medtune_train::trainer::{TrainSettings, Trainer, checkpoints, plan_steps, training_units};
+use medtune_text::AssistantTurns;
 use serde::{Deserialize, Serialize};
 
 /// Every key of a training run. As flags each is `--kebab-case`; in TOML, `snake_case`.
@@ -24,12 +25,27 @@ pub struct TrainConfig {
     /// Model folder or hub id.
     #[arg(long)]
     pub model: Option<String>,
-    /// Training data files (MedQA, MedMCQA, PubMedQA, MMLU CSV or generic JSONL).
+    /// Training data files: MCQ (MedQA, MedMCQA, PubMedQA, MMLU CSV, generic JSONL),
+    /// conversations (`messages`), prompt–completion pairs, or reasoning traces (`--fields`).
     #[arg(long, num_args = 1..)]
     pub data: Vec<PathBuf>,
-    /// medqa, medmcqa, pubmedqa, mmlu or jsonl (default: detected).
+    /// medqa, medmcqa, pubmedqa, mmlu, jsonl, chat, prompt-completion or trace (default:
+    /// detected).
     #[arg(long)]
     pub format: Option<String>,
+    /// The columns of a reasoning-trace table, e.g.
+    /// `question=Question,reasoning=Complex_CoT,answer=Response` (implies `--format trace`).
+    #[arg(long)]
+    pub fields: Option<String>,
+    /// Train on the last assistant turn of each conversation only (default: every assistant
+    /// turn).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub last_turn_only: Option<bool>,
+    /// A Jinja chat template for conversations and prompt–completion pairs instead of the
+    /// model's own, e.g. TRL's `qwen3_training.jinja` (its `{% generation %}` blocks then mark the
+    /// targets, exactly as TRL's `assistant_only_loss`).
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[arg(long)]
@@ -128,6 +144,9 @@ impl TrainConfig {
             file,
             model,
             format,
+            fields,
+            last_turn_only,
+            chat_template,
             out,
             epochs,
             max_steps,
@@ -187,6 +206,7 @@ impl TrainConfig {
         self.max_grad_norm.get_or_insert(1.0);
         self.thinking.get_or_insert(false);
         self.skip_bad.get_or_insert(false);
+        self.last_turn_only.get_or_insert(false);
         self.gradient_checkpointing.get_or_insert(false);
         self.packing.get_or_insert(false);
         self
@@ -273,6 +293,19 @@ pub fn run(args: Args) -> Result<()> {
             val_files: c.val.clone(),
             seed: c.seed.unwrap(),
             skip_bad: c.skip_bad.unwrap(),
+            fields: c
+                .fields
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            turns: if c.last_turn_only.unwrap() {
+                AssistantTurns::Last
+            } else {
+                AssistantTurns::All
+            },
+            chat_template: c.chat_template.clone(),
+            keep_order: false,
         },
     )?;
     eprintln!("{}", data.summary());
