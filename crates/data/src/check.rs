@@ -1,17 +1,19 @@
 //! `check`: read data files, collect every problem, and summarise them (counts, answer letters,
-//! subjects, explanations, token lengths, duplicates).
+//! subjects, explanations; turns, assistant turns and reasoning of conversations; token lengths,
+//! duplicates).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 
-use medtune_text::Tokenizer;
 use medtune_text::mcq::McqChatOptions;
+use medtune_text::{RenderOptions, Tokenizer};
 
+use crate::conversation::{Role, TraceFields, TrainingRecord};
 use crate::error::{DataError, Problem};
 use crate::format::Format;
-use crate::ops::find_duplicates;
-use crate::read::open;
+use crate::ops::{find_duplicates, normalize_question};
+use crate::read::open_training;
 use crate::record::{McqRecord, Origin};
 
 /// How many subjects [`CheckReport`]'s `Display` lists per file by default.
@@ -19,7 +21,8 @@ pub const TOP_SUBJECTS: usize = 10;
 /// How many duplicate groups `Display` lists.
 const SHOWN_DUPLICATES: usize = 20;
 
-/// Token lengths of `prompt + target` training pairs.
+/// Token lengths of `prompt + target` training pairs (a conversation: all its turns through the
+/// chat template; a text pair: prompt and completion).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LengthStats {
     pub count: usize,
@@ -66,13 +69,25 @@ pub fn percentile(sorted: &[usize], p: f64) -> usize {
     sorted[rank.clamp(1, n) - 1]
 }
 
-/// Counts over a set of records.
+/// Counts over a set of records. `answers` to `subjects` count the multiple-choice records;
+/// `conversations` to `with_reasoning` the conversations, `text_pairs` the plain-text pairs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
-    /// Valid records.
+    /// Valid records (of every kind).
     pub records: usize,
     /// Bad records (each has a problem in the report).
     pub bad: usize,
+    /// Conversations ([`crate::ChatRecord`]s: chat, conversational prompt–completion and trace
+    /// records).
+    pub conversations: usize,
+    /// Their turns.
+    pub turns: usize,
+    /// Their assistant turns.
+    pub assistant_turns: usize,
+    /// Conversations with reasoning (`reasoning_content` or a `<think>` block).
+    pub with_reasoning: usize,
+    /// Plain-text prompt–completion pairs ([`crate::TextPair`]s).
+    pub text_pairs: usize,
     /// Correct answer letter → records.
     pub answers: BTreeMap<char, usize>,
     /// Number of options → records.
@@ -86,8 +101,13 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The multiple-choice records: `records - conversations - text_pairs`.
+    pub fn mcq_records(&self) -> usize {
+        self.records - self.conversations - self.text_pairs
+    }
+
     fn from_records(
-        records: &[&McqRecord],
+        records: &[TrainingRecord],
         bad: usize,
         lengths: Option<&[(usize, String)]>,
     ) -> Self {
@@ -98,6 +118,20 @@ impl Stats {
         };
         let mut subjects: HashMap<&str, usize> = HashMap::new();
         for r in records {
+            let r = match r {
+                TrainingRecord::Mcq(r) => r,
+                TrainingRecord::Chat(c) => {
+                    s.conversations += 1;
+                    s.turns += c.turns.len();
+                    s.assistant_turns += c.assistant_turns();
+                    s.with_reasoning += c.has_reasoning() as usize;
+                    continue;
+                }
+                TrainingRecord::Text(_) => {
+                    s.text_pairs += 1;
+                    continue;
+                }
+            };
             *s.answers.entry(r.answer).or_default() += 1;
             *s.option_counts.entry(r.options.len()).or_default() += 1;
             s.with_explanation += r.explanation.is_some() as usize;
@@ -160,12 +194,26 @@ impl CheckReport {
 }
 
 /// Reads every file (detecting each format when `format` is `None`), collecting all problems
-/// rather than stopping at the first. With a tokenizer, every valid record is rendered as a
-/// training pair (`render_mcq_training_pair`, the default system prompt, `thinking`) through the
-/// tokenizer's chat template, and `prompt + target` tokens are measured.
+/// rather than stopping at the first. With a tokenizer, every valid multiple-choice record is
+/// rendered as a training pair (`render_mcq_training_pair`, the default system prompt,
+/// `thinking`) through the tokenizer's chat template, and `prompt + target` tokens are
+/// measured; a conversation is measured as all its turns through the chat template, a text pair
+/// as its prompt and completion. [`check_files_with`] also reads reasoning-trace tables.
 pub fn check_files(
     paths: &[PathBuf],
     format: Option<Format>,
+    tokenizer: Option<&Tokenizer>,
+    thinking: bool,
+) -> CheckReport {
+    check_files_with(paths, format, None, tokenizer, thinking)
+}
+
+/// [`check_files`] with a field mapping for reasoning-trace tables: with `fields` and no
+/// `format`, every file is read as [`Format::Trace`].
+pub fn check_files_with(
+    paths: &[PathBuf],
+    format: Option<Format>,
+    fields: Option<&TraceFields>,
     tokenizer: Option<&Tokenizer>,
     thinking: bool,
 ) -> CheckReport {
@@ -189,12 +237,18 @@ pub fn check_files(
         ..Default::default()
     };
 
-    let mut all: Vec<McqRecord> = Vec::new();
+    let render = RenderOptions {
+        add_generation_prompt: false,
+        enable_thinking: Some(thinking),
+        tools: None,
+    };
+
+    let mut all: Vec<TrainingRecord> = Vec::new();
     let mut all_lengths: Vec<(usize, String)> = Vec::new();
     let mut files = Vec::with_capacity(paths.len());
     let mut total_bad = 0;
     for path in paths {
-        let (fmt, records) = match open(path, format) {
+        let (fmt, records) = match open_training(path, format, fields) {
             Ok(x) => x,
             Err(e) => {
                 problems.push(match e {
@@ -202,7 +256,7 @@ pub fn check_files(
                     DataError::Io { source, .. } => {
                         Problem::file_level(path, "file", source.to_string())
                     }
-                    other => Problem::file_level(path, "file", other.to_string()),
+                    DataError::Invalid(message) => Problem::file_level(path, "format", message),
                 });
                 files.push(FileReport {
                     path: path.clone(),
@@ -229,15 +283,26 @@ pub fn check_files(
             let mut texts: Vec<(String, String)> = Vec::new();
             let mut ids: Vec<&str> = Vec::new();
             for r in &all[start..] {
-                match r.training_pair(tpl, &chat) {
+                let text = match r {
+                    TrainingRecord::Mcq(r) => r
+                        .training_pair(tpl, &chat)
+                        .map(|pair| (pair.prompt, pair.target))
+                        .map_err(|e| ("prompt", e)),
+                    TrainingRecord::Chat(c) => tpl
+                        .render(&c.messages(), &render)
+                        .map(|text| (text, String::new()))
+                        .map_err(|e| ("messages", e)),
+                    TrainingRecord::Text(t) => Ok((t.prompt.clone(), t.completion.clone())),
+                };
+                match text {
                     Ok(pair) => {
-                        texts.push((pair.prompt, pair.target));
-                        ids.push(&r.id);
+                        texts.push(pair);
+                        ids.push(r.id());
                     }
-                    Err(e) => problems.push(Problem::new(
-                        &r.origin.file,
-                        r.origin.line,
-                        "prompt",
+                    Err((field, e)) => problems.push(Problem::new(
+                        &r.origin().file,
+                        r.origin().line,
+                        field,
                         e.to_string(),
                     )),
                 }
@@ -261,42 +326,80 @@ pub fn check_files(
             }
             lengths
         });
-        let refs: Vec<&McqRecord> = all[start..].iter().collect();
         files.push(FileReport {
             path: path.clone(),
             format: Some(fmt),
-            stats: Stats::from_records(&refs, bad, lengths.as_deref()),
+            stats: Stats::from_records(&all[start..], bad, lengths.as_deref()),
         });
         if let Some(l) = lengths {
             all_lengths.extend(l);
         }
     }
 
-    let refs: Vec<&McqRecord> = all.iter().collect();
     let total = Stats::from_records(
-        &refs,
+        &all,
         total_bad,
         template.is_some().then_some(all_lengths.as_slice()),
     );
-    let duplicates = find_duplicates(&all)
-        .into_iter()
-        .map(|g| DuplicateReport {
-            members: g
-                .members
-                .iter()
-                .map(|&i| (all[i].id.clone(), all[i].origin.clone()))
-                .collect(),
-            conflicting: g.conflicting,
-        })
-        .collect();
     CheckReport {
         files,
         total,
         thinking,
-        duplicates,
+        duplicates: duplicates(&all),
         problems,
         top_subjects: TOP_SUBJECTS,
     }
+}
+
+/// Duplicate questions: multiple-choice records by [`find_duplicates`], the others by equal
+/// normalised user turns (a text pair: its prompt). Ordered by their first member.
+fn duplicates(all: &[TrainingRecord]) -> Vec<DuplicateReport> {
+    let member = |i: usize| (all[i].id().to_owned(), all[i].origin().clone());
+    let (mcq_index, mcq): (Vec<usize>, Vec<McqRecord>) = all
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_mcq().map(|m| (i, m.clone())))
+        .unzip();
+    let mut groups: Vec<(usize, DuplicateReport)> = find_duplicates(&mcq)
+        .into_iter()
+        .map(|g| {
+            (
+                mcq_index[g.members[0]],
+                DuplicateReport {
+                    members: g.members.iter().map(|&k| member(mcq_index[k])).collect(),
+                    conflicting: g.conflicting,
+                },
+            )
+        })
+        .collect();
+    let mut by_text: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in all.iter().enumerate() {
+        let key = match r {
+            TrainingRecord::Mcq(_) => continue,
+            TrainingRecord::Chat(c) => c
+                .turns
+                .iter()
+                .filter(|t| t.role == Role::User)
+                .map(|t| normalize_question(&t.content))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            TrainingRecord::Text(t) => normalize_question(&t.prompt),
+        };
+        if !key.is_empty() {
+            by_text.entry(key).or_default().push(i);
+        }
+    }
+    for members in by_text.into_values().filter(|m| m.len() > 1) {
+        groups.push((
+            members[0],
+            DuplicateReport {
+                members: members.iter().map(|&i| member(i)).collect(),
+                conflicting: false,
+            },
+        ));
+    }
+    groups.sort_by_key(|(first, _)| *first);
+    groups.into_iter().map(|(_, g)| g).collect()
 }
 
 fn write_stats(f: &mut fmt::Formatter<'_>, s: &Stats, top: usize, thinking: bool) -> fmt::Result {
@@ -304,7 +407,42 @@ fn write_stats(f: &mut fmt::Formatter<'_>, s: &Stats, top: usize, thinking: bool
     if s.records == 0 {
         return Ok(());
     }
-    let pct = |n: usize| 100.0 * n as f64 / s.records as f64;
+    if s.conversations > 0 {
+        writeln!(
+            f,
+            "  conversations: {}, turns: {} ({} assistant), with reasoning: {} ({:.1}%)",
+            s.conversations,
+            s.turns,
+            s.assistant_turns,
+            s.with_reasoning,
+            100.0 * s.with_reasoning as f64 / s.conversations as f64
+        )?;
+    }
+    if s.text_pairs > 0 {
+        writeln!(f, "  text pairs (prompt, completion): {}", s.text_pairs)?;
+    }
+    if s.mcq_records() > 0 {
+        write_mcq_stats(f, s, top)?;
+    }
+    if let Some(t) = &s.tokens {
+        writeln!(
+            f,
+            "  tokens (prompt+target, thinking {}): mean {:.0}, p50 {}, p90 {}, p99 {}, max {} ({})",
+            if thinking { "on" } else { "off" },
+            t.mean,
+            t.p50,
+            t.p90,
+            t.p99,
+            t.max,
+            t.max_id
+        )?;
+    }
+    Ok(())
+}
+
+fn write_mcq_stats(f: &mut fmt::Formatter<'_>, s: &Stats, top: usize) -> fmt::Result {
+    let mcq = s.mcq_records();
+    let pct = |n: usize| 100.0 * n as f64 / mcq as f64;
     let opts: Vec<String> = s
         .option_counts
         .iter()
@@ -337,19 +475,6 @@ fn write_stats(f: &mut fmt::Formatter<'_>, s: &Stats, top: usize, thinking: bool
             write!(f, ", ... {more} more")?;
         }
         writeln!(f)?;
-    }
-    if let Some(t) = &s.tokens {
-        writeln!(
-            f,
-            "  tokens (prompt+target, thinking {}): mean {:.0}, p50 {}, p90 {}, p99 {}, max {} ({})",
-            if thinking { "on" } else { "off" },
-            t.mean,
-            t.p50,
-            t.p90,
-            t.p99,
-            t.max,
-            t.max_id
-        )?;
     }
     Ok(())
 }
@@ -531,5 +656,117 @@ mod tests {
         let plain = check_files(&[good], None, None, false);
         assert!(plain.total.tokens.is_none());
         assert!(!plain.to_string().contains("tokens"));
+    }
+
+    #[test]
+    fn reports_conversations_traces_and_text_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let chat = write(
+            dir.path(),
+            "chat.jsonl",
+            concat!(
+                r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "First-line drug for status epilepticus?"}, {"role": "assistant", "content": "A benzodiazepine such as lorazepam.", "reasoning_content": "Stop the seizure quickly."}]}"#,
+                "\n",
+                r#"{"messages": [{"role": "user", "content": "Name a loop diuretic."}, {"role": "assistant", "content": "Furosemide."}, {"role": "user", "content": "Its main electrolyte risk?"}, {"role": "assistant", "content": "Hypokalaemia."}]}"#,
+                "\n",
+                r#"{"messages": [{"role": "user", "content": "Name a loop diuretic."}]}"#,
+                "\n",
+                r#"{"messages": [{"role": "user", "content": "first-line drug for status epilepticus"}, {"role": "assistant", "content": "<think>Benzodiazepines act fast.</think>Lorazepam."}]}"#,
+                "\n",
+            ),
+        );
+        let pairs = write(
+            dir.path(),
+            "pairs.json",
+            "[\n {\"prompt\": \"Normal platelet count is\", \"completion\": \" 150 to 400 x10^9/L.\"},\n {\"prompt\": \"\", \"completion\": \"x\"}\n]\n",
+        );
+        let tok_dir = dir.path().join("tok");
+        medtune_text::builtin_tokenizer::write_builtin_tokenizer(&tok_dir).unwrap();
+        let tok = Tokenizer::from_dir(&tok_dir).unwrap();
+
+        let report = check_files(&[chat.clone(), pairs.clone()], None, Some(&tok), false);
+        let d = dir.path().display();
+        let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                format!(
+                    "{d}/chat.jsonl:3: messages[0].role: the conversation must end with an assistant turn"
+                ),
+                format!("{d}/pairs.json:3: prompt: empty"),
+            ]
+        );
+        let c = &report.files[0].stats;
+        assert_eq!(report.files[0].format, Some(Format::Chat));
+        assert_eq!(
+            (
+                c.records,
+                c.bad,
+                c.conversations,
+                c.turns,
+                c.assistant_turns
+            ),
+            (3, 1, 3, 9, 4)
+        );
+        assert_eq!((c.with_reasoning, c.text_pairs, c.mcq_records()), (2, 0, 0));
+        assert!(c.answers.is_empty());
+        assert_eq!(c.tokens.as_ref().unwrap().count, 3);
+        let p = &report.files[1].stats;
+        assert_eq!(report.files[1].format, Some(Format::PromptCompletion));
+        assert_eq!(
+            (p.records, p.bad, p.text_pairs, p.conversations),
+            (1, 1, 1, 0)
+        );
+        assert_eq!((report.total.records, report.total.bad), (4, 2));
+        assert_eq!(report.total.tokens.as_ref().unwrap().count, 4);
+        // Records 1 and 4 ask the same first question with nothing else from the user.
+        assert_eq!(report.duplicates.len(), 1);
+        assert_eq!(
+            report.duplicates[0]
+                .members
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>(),
+            ["chat:1", "chat:4"]
+        );
+        let text = report.to_string();
+        for want in [
+            "chat.jsonl (chat)\n  records: 3 valid, 1 bad\n  conversations: 3, turns: 9 (4 assistant), with reasoning: 2 (66.7%)\n  tokens (prompt+target, thinking off): mean ",
+            "pairs.json (prompt-completion)\n  records: 1 valid, 1 bad\n  text pairs (prompt, completion): 1\n  tokens",
+            "all 2 files\n  records: 4 valid, 2 bad\n  conversations: 3",
+            "problems: 2\n",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+        assert!(!text.contains("answers:"), "{text}");
+
+        // Traces need their mapping; without it the file is not read.
+        let trace = write(
+            dir.path(),
+            "o1.jsonl",
+            r#"{"Question": "Most common cause of community-acquired pneumonia?", "Complex_CoT": "Typical organisms first.", "Response": "Streptococcus pneumoniae."}"#,
+        );
+        let fields: TraceFields = "question=Question,reasoning=Complex_CoT,answer=Response"
+            .parse()
+            .unwrap();
+        let report = check_files_with(
+            std::slice::from_ref(&trace),
+            None,
+            Some(&fields),
+            None,
+            false,
+        );
+        assert!(!report.has_problems(), "{report}");
+        assert_eq!(report.files[0].format, Some(Format::Trace));
+        let t = &report.files[0].stats;
+        assert_eq!((t.conversations, t.turns, t.with_reasoning), (1, 2, 1));
+        let report = check_files(&[trace], Some(Format::Trace), None, false);
+        assert_eq!(report.files[0].format, None);
+        assert_eq!(
+            report.problems[0].to_string(),
+            format!(
+                "{d}/o1.jsonl: format: the trace format needs a field mapping such as question=Question,reasoning=Complex_CoT,answer=Response"
+            )
+        );
     }
 }

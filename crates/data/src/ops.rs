@@ -1,6 +1,9 @@
 //! Dataset operations: seeded shuffling, limits, validation splits, question normalisation,
 //! duplicates and train/eval contamination.
 //!
+//! [`select`] and [`split_validation`] take records of any type; [`remove_contaminated`] takes
+//! any records with a question ([`Question`]: [`McqRecord`] and [`TrainingRecord`]).
+//!
 //! # Reproducible shuffling
 //!
 //! The random numbers come from SplitMix64 (Steele, Lea & Flood 2014), fully specified here so
@@ -19,9 +22,61 @@
 //! to `1`, swap items `i` and `below(i + 1)`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
+use crate::conversation::TrainingRecord;
 use crate::error::{DataError, Result};
 use crate::record::McqRecord;
+
+/// What the dataset operations need of a record: its id and its question.
+pub trait Question {
+    /// The record's id.
+    fn id(&self) -> &str;
+    /// The question compared by contamination checks: an MCQ record's question, a conversation's
+    /// first user turn, a text pair's prompt.
+    fn question_text(&self) -> &str;
+    /// The multiple-choice record, when it is one: its options and context then take part in
+    /// comparisons ([`asks_same_question`]).
+    fn as_mcq(&self) -> Option<&McqRecord> {
+        None
+    }
+}
+
+impl Question for McqRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn question_text(&self) -> &str {
+        &self.question
+    }
+    fn as_mcq(&self) -> Option<&McqRecord> {
+        Some(self)
+    }
+}
+
+impl Question for TrainingRecord {
+    fn id(&self) -> &str {
+        TrainingRecord::id(self)
+    }
+    fn question_text(&self) -> &str {
+        TrainingRecord::question_text(self)
+    }
+    fn as_mcq(&self) -> Option<&McqRecord> {
+        TrainingRecord::as_mcq(self)
+    }
+}
+
+impl<T: Question + ?Sized> Question for &T {
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+    fn question_text(&self) -> &str {
+        (**self).question_text()
+    }
+    fn as_mcq(&self) -> Option<&McqRecord> {
+        (**self).as_mcq()
+    }
+}
 
 /// The SplitMix64 generator (see the module docs).
 #[derive(Clone, Debug)]
@@ -61,11 +116,7 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
 /// Picks records for a run: shuffles with `seed` (when given) and then keeps the first `limit`
 /// (when given). The shuffle comes first, so a limit takes a random sample, not the head of the
 /// file.
-pub fn select(
-    mut records: Vec<McqRecord>,
-    seed: Option<u64>,
-    limit: Option<usize>,
-) -> Vec<McqRecord> {
+pub fn select<T>(mut records: Vec<T>, seed: Option<u64>, limit: Option<usize>) -> Vec<T> {
     if let Some(seed) = seed {
         shuffle(&mut records, seed);
     }
@@ -81,11 +132,7 @@ pub fn select(
 ///
 /// Near-duplicate questions may land on both sides; run [`remove_contaminated`] on
 /// `(train, &validation)` to drop them from the training side.
-pub fn split_validation(
-    records: Vec<McqRecord>,
-    fraction: f64,
-    seed: u64,
-) -> Result<(Vec<McqRecord>, Vec<McqRecord>)> {
+pub fn split_validation<T>(records: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T>, Vec<T>)> {
     if !(0.0..=1.0).contains(&fraction) {
         return Err(DataError::Invalid(format!(
             "validation fraction {fraction} is not in [0, 1]"
@@ -166,27 +213,186 @@ pub fn same_question(a: &McqRecord, b: &McqRecord) -> bool {
         && Key::of(a).matches(&Key::of(b))
 }
 
-/// Drops from `train` every record that asks the same question ([`same_question`]) as a record
-/// of `eval`. Returns the kept records (in order) and the ids of the dropped ones.
-pub fn remove_contaminated(
-    train: Vec<McqRecord>,
-    eval: &[McqRecord],
-) -> (Vec<McqRecord>, Vec<String>) {
-    let mut by_question: HashMap<String, Vec<&McqRecord>> = HashMap::new();
+/// Whether two records ask the same question:
+///
+/// - two multiple-choice records: [`same_question`];
+/// - a multiple-choice record and another (a conversation, a text pair): the other's
+///   [`Question::question_text`], normalised, either equals the question (when the MCQ record has
+///   no context) or contains the question, its context and at least half of its normalised
+///   option texts (at least two; all of them when fewer than two have a letter or digit), each
+///   as whole words — a conversation that quotes the question with its options;
+/// - two records that are not multiple-choice: equal normalised question texts (not empty).
+pub fn asks_same_question<A: Question + ?Sized, B: Question + ?Sized>(a: &A, b: &B) -> bool {
+    match (a.as_mcq(), b.as_mcq()) {
+        (Some(x), Some(y)) => same_question(x, y),
+        (Some(m), None) => text_asks(m, &normalize_question(b.question_text())),
+        (None, Some(m)) => text_asks(m, &normalize_question(a.question_text())),
+        (None, None) => {
+            let q = normalize_question(a.question_text());
+            !q.is_empty() && q == normalize_question(b.question_text())
+        }
+    }
+}
+
+/// Whether the normalised `text` of a record that is not multiple-choice asks `m`'s question
+/// (see [`asks_same_question`]).
+fn text_asks(m: &McqRecord, text: &str) -> bool {
+    let q = normalize_question(&m.question);
+    (m.context.is_none() && !q.is_empty() && q == text) || mcq_within(m, &format!(" {text} "))
+}
+
+/// Whether `padded` (a normalised text with a space before and after) contains `m`'s question,
+/// context and at least half of its option texts (at least two, or all when fewer have letters or
+/// digits), each as whole words.
+fn mcq_within(m: &McqRecord, padded: &str) -> bool {
+    let has = |words: &str| !words.is_empty() && padded.contains(&format!(" {words} "));
+    if !has(&normalize_question(&m.question)) {
+        return false;
+    }
+    if let Some(ctx) = &m.context
+        && !has(&normalize_question(ctx))
+    {
+        return false;
+    }
+    let options: HashSet<String> = m
+        .options
+        .iter()
+        .map(|(_, t)| normalize_question(t))
+        .filter(|t| !t.is_empty())
+        .collect();
+    // Options of symbols only ("↑ ↓") normalise to nothing and cannot be looked for: then the
+    // options that can be must all be there.
+    let shared = options.iter().filter(|o| has(o)).count();
+    shared >= 2.max(options.len().div_ceil(2)).min(options.len())
+}
+
+/// How many leading words of a question [`WindowIndex`] keys it by.
+const WINDOW_WORDS: usize = 6;
+
+/// Multiple-choice questions keyed by their first words, to find the ones a longer text may
+/// contain without comparing it with every question.
+struct WindowIndex {
+    by_window: HashMap<(usize, u64), Vec<usize>>,
+    /// The window lengths in use (shorter for questions of fewer words).
+    lengths: Vec<usize>,
+}
+
+fn word_hashes(normalized: &str) -> Vec<u64> {
+    normalized
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut h = DefaultHasher::new();
+            w.hash(&mut h);
+            h.finish()
+        })
+        .collect()
+}
+
+fn window_hash(words: &[u64]) -> u64 {
+    words.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
+        (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17)
+    })
+}
+
+impl WindowIndex {
+    /// `(index, question)` pairs.
+    fn new<'q>(questions: impl Iterator<Item = (usize, &'q str)>) -> Self {
+        let mut by_window: HashMap<(usize, u64), Vec<usize>> = HashMap::new();
+        let mut lengths = Vec::new();
+        for (i, q) in questions {
+            let words = word_hashes(&normalize_question(q));
+            let n = words.len().min(WINDOW_WORDS);
+            if n == 0 {
+                continue;
+            }
+            by_window
+                .entry((n, window_hash(&words[..n])))
+                .or_default()
+                .push(i);
+            if !lengths.contains(&n) {
+                lengths.push(n);
+            }
+        }
+        WindowIndex { by_window, lengths }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_window.is_empty()
+    }
+
+    /// The questions whose first words appear somewhere in `normalized`, ascending.
+    fn candidates(&self, normalized: &str) -> Vec<usize> {
+        let words = word_hashes(normalized);
+        let mut out = Vec::new();
+        for &n in &self.lengths {
+            for w in words.windows(n) {
+                if let Some(found) = self.by_window.get(&(n, window_hash(w))) {
+                    out.extend_from_slice(found);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// Drops from `train` every record that asks the same question ([`asks_same_question`]; for two
+/// multiple-choice records [`same_question`]) as a record of `eval`. Returns the kept records
+/// (in order) and the ids of the dropped ones.
+pub fn remove_contaminated<T: Question, E: Question>(
+    train: Vec<T>,
+    eval: &[E],
+) -> (Vec<T>, Vec<String>) {
+    let mut by_question: HashMap<String, Vec<&E>> = HashMap::new();
     for r in eval {
         by_question
-            .entry(normalize_question(&r.question))
+            .entry(normalize_question(r.question_text()))
             .or_default()
             .push(r);
     }
+    // A conversation or text that quotes a multiple-choice question with its options: eval's
+    // multiple-choice questions inside training texts, and training's inside eval texts.
+    let eval_mcq: Vec<&McqRecord> = eval.iter().filter_map(Question::as_mcq).collect();
+    let eval_index = WindowIndex::new(eval_mcq.iter().map(|m| m.question.as_str()).enumerate());
+    let mut quoted_by_eval: HashSet<usize> = HashSet::new();
+    if eval.iter().any(|e| e.as_mcq().is_none()) {
+        let train_index = WindowIndex::new(
+            train
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.as_mcq().map(|m| (i, m.question.as_str()))),
+        );
+        if !train_index.is_empty() {
+            for e in eval.iter().filter(|e| e.as_mcq().is_none()) {
+                let text = normalize_question(e.question_text());
+                let padded = format!(" {text} ");
+                for i in train_index.candidates(&text) {
+                    if train[i].as_mcq().is_some_and(|m| mcq_within(m, &padded)) {
+                        quoted_by_eval.insert(i);
+                    }
+                }
+            }
+        }
+    }
     let mut kept = Vec::with_capacity(train.len());
     let mut dropped = Vec::new();
-    for r in train {
-        let hit = by_question
-            .get(&normalize_question(&r.question))
-            .is_some_and(|cands| cands.iter().any(|e| same_question(&r, e)));
+    for (i, r) in train.into_iter().enumerate() {
+        let q = normalize_question(r.question_text());
+        let hit = quoted_by_eval.contains(&i)
+            || by_question
+                .get(&q)
+                .is_some_and(|cands| cands.iter().any(|e| asks_same_question(&r, *e)))
+            || (r.as_mcq().is_none() && !eval_index.is_empty() && {
+                let padded = format!(" {q} ");
+                eval_index
+                    .candidates(&q)
+                    .into_iter()
+                    .any(|k| mcq_within(eval_mcq[k], &padded))
+            });
         if hit {
-            dropped.push(r.id);
+            dropped.push(r.id().to_owned());
         } else {
             kept.push(r);
         }
@@ -468,5 +674,135 @@ mod tests {
             }]
         );
         assert!(find_duplicates(&set[..3]).iter().all(|g| !g.conflicting));
+    }
+
+    fn chat(id: &str, user: &str) -> TrainingRecord {
+        use crate::conversation::{ChatKind, ChatRecord, ChatTurn, Role};
+        TrainingRecord::Chat(ChatRecord {
+            id: id.into(),
+            turns: vec![
+                ChatTurn {
+                    role: Role::User,
+                    content: user.into(),
+                    reasoning: None,
+                },
+                ChatTurn {
+                    role: Role::Assistant,
+                    content: "An answer.".into(),
+                    reasoning: None,
+                },
+            ],
+            kind: ChatKind::Conversation,
+            origin: Origin {
+                file: "c.jsonl".into(),
+                line: 1,
+            },
+        })
+    }
+
+    #[test]
+    fn training_records_split_and_select_like_mcq_records() {
+        let mcq = numbered(10);
+        let training: Vec<TrainingRecord> = mcq.iter().cloned().map(TrainingRecord::Mcq).collect();
+        let (train, valid) = split_validation(mcq.clone(), 0.3, 5).unwrap();
+        let (ttrain, tvalid) = split_validation(training.clone(), 0.3, 5).unwrap();
+        let tids = |r: &[TrainingRecord]| r.iter().map(|r| r.id().to_owned()).collect::<Vec<_>>();
+        assert_eq!(ids(&train), tids(&ttrain));
+        assert_eq!(ids(&valid), tids(&tvalid));
+        assert_eq!(
+            ids(&select(mcq, Some(3), Some(4))),
+            tids(&select(training, Some(3), Some(4)))
+        );
+    }
+
+    #[test]
+    fn contamination_across_record_kinds() {
+        let eval = vec![
+            TrainingRecord::Mcq(rec(
+                "e1",
+                "A 60-year-old smoker has haemoptysis and hypercalcaemia. Likely tumour?",
+                &[
+                    "Small cell carcinoma",
+                    "Squamous cell carcinoma",
+                    "Adenocarcinoma",
+                    "Carcinoid",
+                ],
+                'B',
+            )),
+            TrainingRecord::Mcq(rec(
+                "e2",
+                "Which of the following is true?",
+                &["Iron is a metal", "Water boils at 10 C"],
+                'A',
+            )),
+            chat("e3", "Describe the Kussmaul sign."),
+        ];
+        let train = vec![
+            // Quotes e1 with its options: contaminated.
+            chat(
+                "t1",
+                "Question: A 60-year-old smoker has haemoptysis and hypercalcaemia. Likely tumour?\nA) Small cell carcinoma\nB) Squamous cell carcinoma\nC) Adenocarcinoma\nD) Carcinoid",
+            ),
+            // The stem without the options: kept.
+            chat(
+                "t2",
+                "A 60-year-old smoker has haemoptysis and hypercalcaemia. Likely tumour? Explain.",
+            ),
+            // Only e2's generic stem and one option: kept.
+            chat(
+                "t3",
+                "Which of the following is true? A) Iron is a metal B) Gold rusts",
+            ),
+            // The same text as e3: contaminated.
+            chat("t4", "describe the KUSSMAUL sign"),
+            // e1's exact question as a conversation: contaminated.
+            chat(
+                "t5",
+                "A 60 year old smoker has haemoptysis and hypercalcaemia: likely tumour?",
+            ),
+            TrainingRecord::Mcq(rec(
+                "t6",
+                "Which vitamin prevents scurvy?",
+                &["C", "D"],
+                'A',
+            )),
+        ];
+        let (kept, dropped) = remove_contaminated(train.clone(), &eval);
+        assert_eq!(dropped, ["t1", "t4", "t5"]);
+        assert_eq!(
+            kept.iter().map(|r| r.id()).collect::<Vec<_>>(),
+            ["t2", "t3", "t6"]
+        );
+        // The other way round: an MCQ training record quoted by an eval conversation.
+        let mcq_train = vec![rec(
+            "m1",
+            "Which nerve is injured in wrist drop?",
+            &["Radial", "Ulnar", "Median"],
+            'A',
+        )];
+        let quoting = [chat(
+            "q",
+            "Which nerve is injured in wrist drop? Options: radial, ulnar, median.",
+        )];
+        let (kept, dropped) = remove_contaminated(mcq_train.clone(), &quoting);
+        assert!(kept.is_empty());
+        assert_eq!(dropped, ["m1"]);
+        let (kept, _) = remove_contaminated(mcq_train, &[chat("q", "Which nerve is injured?")]);
+        assert_eq!(kept.len(), 1);
+        // Options of symbols only cannot be looked for: the question (and the one option with a
+        // word) decides.
+        let arrows = rec(
+            "a",
+            "Which set of findings fits SIADH? Serum osmolality, urine sodium",
+            &["↑ ↓", "↓ ↑", "↓ normal"],
+            'B',
+        );
+        let quoting = chat(
+            "c",
+            "Which set of findings fits SIADH? Serum osmolality, urine sodium. (A) ↑ ↓ (B) ↓ ↑ (C) ↓ normal",
+        );
+        assert!(asks_same_question(&quoting, &arrows));
+        assert!(asks_same_question(&train[3], &eval[2]));
+        assert!(!asks_same_question(&train[1], &eval[0]));
     }
 }

@@ -1,5 +1,6 @@
-//! The JSON Lines reader shared by MedQA, MedMCQA and the generic format: one JSON object per
-//! non-blank line (a leading byte-order mark is skipped), handed to its format's record function.
+//! The JSON Lines reader: one JSON object per non-blank line (a leading byte-order mark is
+//! skipped). [`LineValues`] yields each line's value; [`JsonLines`] hands them to the record
+//! function of MedQA, MedMCQA or the generic format.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -7,26 +8,40 @@ use std::path::PathBuf;
 
 use crate::error::Problem;
 use crate::format::Format;
-use crate::json;
+use crate::json::{self, JVal};
 
 use super::jsonl::jsonl_record;
 use super::medmcqa::medmcqa_record;
 use super::medqa::medqa_record;
 use super::shared::{Ctx, RecordResult, json_message};
 
-pub(super) struct JsonLines {
+/// A record's JSON value and the 1-based line where it starts, or the problem that kept it from
+/// being parsed.
+pub(super) type ValueResult = std::result::Result<(usize, JVal), Problem>;
+
+/// The parsed values of a JSON Lines file, blank lines skipped. A read error ends the file.
+pub(super) struct LineValues {
     pub(super) path: PathBuf,
-    pub(super) stem: String,
-    pub(super) format: Format,
     pub(super) reader: BufReader<File>,
     pub(super) line: usize,
     pub(super) failed: bool,
 }
 
-impl Iterator for JsonLines {
-    type Item = RecordResult;
+impl LineValues {
+    pub(super) fn new(path: PathBuf, file: File) -> Self {
+        LineValues {
+            path,
+            reader: BufReader::new(file),
+            line: 0,
+            failed: false,
+        }
+    }
+}
 
-    fn next(&mut self) -> Option<RecordResult> {
+impl Iterator for LineValues {
+    type Item = ValueResult;
+
+    fn next(&mut self) -> Option<ValueResult> {
         let mut buf = Vec::new();
         loop {
             if self.failed {
@@ -47,15 +62,12 @@ impl Iterator for JsonLines {
                     )));
                 }
             }
-            let ctx = Ctx {
-                file: &self.path,
-                line: self.line,
-                item: None,
-            };
+            let problem =
+                |field: &str, message: String| Problem::new(&self.path, self.line, field, message);
             let text = match std::str::from_utf8(&buf) {
                 Ok(t) => t,
                 Err(e) => {
-                    return Some(Err(ctx.problem(
+                    return Some(Err(problem(
                         "text",
                         format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1),
                     )));
@@ -70,16 +82,39 @@ impl Iterator for JsonLines {
             if text.trim().is_empty() {
                 continue;
             }
-            let value = match json::parse(text) {
-                Ok(v) => v,
-                Err(e) => return Some(Err(ctx.problem("json", json_message(&e, false)))),
-            };
-            let default_id = format!("{}:{}", self.stem, self.line);
-            return Some(match self.format {
-                Format::MedQa => medqa_record(&ctx, &value, default_id),
-                Format::MedMcqa => medmcqa_record(&ctx, &value, default_id),
-                _ => jsonl_record(&ctx, &value, default_id),
+            return Some(match json::parse(text) {
+                Ok(v) => Ok((self.line, v)),
+                Err(e) => Err(problem("json", json_message(&e, false))),
             });
         }
+    }
+}
+
+/// MedQA, MedMCQA and generic JSON Lines records.
+pub(super) struct JsonLines {
+    pub(super) values: LineValues,
+    pub(super) stem: String,
+    pub(super) format: Format,
+}
+
+impl Iterator for JsonLines {
+    type Item = RecordResult;
+
+    fn next(&mut self) -> Option<RecordResult> {
+        let (line, value) = match self.values.next()? {
+            Ok(x) => x,
+            Err(p) => return Some(Err(p)),
+        };
+        let ctx = Ctx {
+            file: &self.values.path,
+            line,
+            item: None,
+        };
+        let default_id = format!("{}:{line}", self.stem);
+        Some(match self.format {
+            Format::MedQa => medqa_record(&ctx, &value, default_id),
+            Format::MedMcqa => medmcqa_record(&ctx, &value, default_id),
+            _ => jsonl_record(&ctx, &value, default_id),
+        })
     }
 }

@@ -9,7 +9,7 @@ use crate::error::{DataError, Problem, Result};
 use crate::json::{self, JVal};
 use crate::record::McqRecord;
 
-use super::shared::{Ctx, RecordResult, json_message};
+use super::shared::{Ctx, RecordResult, json_message, utf8_problem};
 
 /// PubMedQA's fixed options.
 pub const PUBMEDQA_OPTIONS: [(char, &str); 3] = [('A', "yes"), ('B', "no"), ('C', "maybe")];
@@ -26,21 +26,7 @@ pub(super) fn pubmedqa_records(path: &Path, mut file: File) -> std::vec::IntoIte
     }
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
-        Err(e) => {
-            let before = &bytes[..e.valid_up_to()];
-            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-            let col = before.len()
-                - before
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .map_or(0, |i| i + 1);
-            return one(Problem::new(
-                path,
-                line,
-                "text",
-                format!("not valid UTF-8 (byte {} of the line)", col + 1),
-            ));
-        }
+        Err(e) => return one(utf8_problem(path, &bytes, &e)),
     };
     if text.trim().is_empty() {
         return Vec::new().into_iter();

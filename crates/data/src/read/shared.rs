@@ -191,13 +191,27 @@ pub(super) fn letter_list(options: &[(char, String)]) -> String {
         .join(", ")
 }
 
+/// The problem of a file that is not valid UTF-8: the line of the first bad byte and its byte
+/// position in that line (both 1-based).
+pub(super) fn utf8_problem(path: &Path, bytes: &[u8], e: &std::str::Utf8Error) -> Problem {
+    let before = &bytes[..e.valid_up_to()];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+    Problem::new(
+        path,
+        line,
+        "text",
+        format!("not valid UTF-8 (byte {} of the line)", col + 1),
+    )
+}
+
 /// `expected value at column 5` from serde_json's `expected value at line 1 column 5`.
 pub(super) fn json_message(e: &serde_json::Error, with_line: bool) -> String {
-    let text = e.to_string();
-    let base = match text.rfind(" at line ") {
-        Some(i) => &text[..i],
-        None => text.as_str(),
-    };
+    let base = json_error_text(e);
     if with_line {
         format!(
             "invalid JSON: {base} (line {} column {})",
@@ -206,5 +220,14 @@ pub(super) fn json_message(e: &serde_json::Error, with_line: bool) -> String {
         )
     } else {
         format!("invalid JSON: {base} (column {})", e.column())
+    }
+}
+
+/// serde_json's message without its position: `expected value`.
+pub(super) fn json_error_text(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
     }
 }

@@ -581,7 +581,15 @@ fn skip_bad_counts_and_keeps_going() {
     );
     let err = read_file(&path, None, &ReadOptions::default()).unwrap_err();
     assert_eq!(err.problem().unwrap().line, 2);
-    let out = read_file(&path, None, &ReadOptions { skip_bad: true }).unwrap();
+    let out = read_file(
+        &path,
+        None,
+        &ReadOptions {
+            skip_bad: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(out.records.len(), 2);
     assert_eq!(out.skipped, 2);
     assert_eq!(
@@ -594,13 +602,26 @@ fn skip_bad_counts_and_keeps_going() {
     assert_eq!(out.records[1].origin.line, 4);
     // A file without a single valid record is an error even with skip_bad.
     let path = write(&dir, "allbad.jsonl", format!("{bad}\n"));
-    assert!(read_file(&path, None, &ReadOptions { skip_bad: true }).is_err());
+    assert!(
+        read_file(
+            &path,
+            None,
+            &ReadOptions {
+                skip_bad: true,
+                ..Default::default()
+            }
+        )
+        .is_err()
+    );
     // Several files in order.
     let other = write(&dir, "other.jsonl", format!("{GOOD}\n"));
     let both = read_files(
         &[dir.path().join("mixed.jsonl"), other],
         None,
-        &ReadOptions { skip_bad: true },
+        &ReadOptions {
+            skip_bad: true,
+            ..Default::default()
+        },
     )
     .unwrap();
     assert_eq!((both.records.len(), both.skipped), (3, 2));
