@@ -263,7 +263,6 @@ pub fn build_examples(
     let read_opts = ReadOptions {
         skip_bad: opts.skip_bad,
         fields: opts.fields.clone(),
-        ..ReadOptions::default()
     };
     let read = read_training_files(files, format, &read_opts)?;
     let seed = (!opts.keep_order).then_some(opts.seed);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use medtune_data::{Format, TraceFields, check_files};
+use medtune_data::{Format, TraceFields, check_files_with};
 use medtune_text::{AssistantTurns, Tokenizer};
 use medtune_train::examples::{ExampleOptions, build_examples};
 
@@ -59,12 +59,18 @@ pub struct DumpArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
-    /// Data files: MedQA/MedMCQA/generic JSON Lines, PubMedQA JSON, MMLU CSV.
+    /// Data files: MedQA/MedMCQA/generic JSON Lines, PubMedQA JSON, MMLU CSV, conversations,
+    /// prompt–completion pairs, reasoning-trace tables (with `--fields`).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// medqa, medmcqa, pubmedqa, mmlu or jsonl for every file; detected per file when left out.
+    /// medqa, medmcqa, pubmedqa, mmlu, jsonl, chat, prompt-completion or trace for every file;
+    /// detected per file when left out.
     #[arg(long)]
     pub format: Option<Format>,
+    /// The columns of a reasoning-trace table, e.g.
+    /// `question=Question,reasoning=Complex_CoT,answer=Response`.
+    #[arg(long)]
+    pub fields: Option<String>,
     /// A model folder whose tokenizer and chat template measure the token lengths of the
     /// training pairs (prompt + target, default system prompt).
     #[arg(long, value_name = "DIR")]
@@ -81,16 +87,19 @@ pub fn run(cmd: DataCommand) -> Result<()> {
     }
 }
 
+/// `--fields` parsed.
+fn parse_fields(fields: Option<&str>) -> Result<Option<TraceFields>> {
+    fields
+        .map(str::parse::<TraceFields>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--fields: {e}"))
+}
+
 fn dump(args: DumpArgs) -> Result<()> {
     let dir = medtune_model::checkpoint::resolve_model_dir(&args.model)?;
     let tokenizer = Tokenizer::from_dir(&dir)
         .with_context(|| format!("loading the tokenizer in {}", dir.display()))?;
-    let fields = args
-        .fields
-        .as_deref()
-        .map(str::parse::<TraceFields>)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let fields = parse_fields(args.fields.as_deref())?;
     let set = build_examples(
         &args.files,
         args.format,
@@ -125,10 +134,13 @@ fn dump(args: DumpArgs) -> Result<()> {
     // Written beside the destination, then renamed over it: never a half-written file.
     let tmp = args.out.with_extension("jsonl.partial");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    std::fs::rename(&tmp, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("{}", set.summary());
-    eprintln!("wrote {} examples to {}", set.train.len(), args.out.display());
+    eprintln!(
+        "wrote {} examples to {}",
+        set.train.len(),
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -141,7 +153,14 @@ fn check(args: CheckArgs) -> Result<()> {
                 .with_context(|| format!("loading the tokenizer in {}", dir.display()))
         })
         .transpose()?;
-    let report = check_files(&args.files, args.format, tokenizer.as_ref(), args.thinking);
+    let fields = parse_fields(args.fields.as_deref())?;
+    let report = check_files_with(
+        &args.files,
+        args.format,
+        fields.as_ref(),
+        tokenizer.as_ref(),
+        args.thinking,
+    );
     print!("{report}");
     if report.has_problems() {
         bail!(
@@ -160,6 +179,7 @@ mod tests {
         CheckArgs {
             files,
             format: None,
+            fields: None,
             model: None,
             thinking: false,
         }

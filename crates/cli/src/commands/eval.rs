@@ -90,6 +90,7 @@ fn read_data(args: &Args) -> Result<(Vec<McqRecord>, Vec<DataFile>)> {
     let mut files = Vec::new();
     let opts = ReadOptions {
         skip_bad: args.skip_bad,
+        ..ReadOptions::default()
     };
     for path in &args.data {
         let format = match args.format {

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use medtune_model::qwen3::{LoraConfig, LoraTarget};
 use medtune_model::{ComputeDType, DeviceSpec};
+use medtune_text::AssistantTurns;
 use medtune_train::checkpoint::Checkpoint;
 use medtune_train::examples::{ExampleOptions, build_examples};
 use medtune_train::metrics::StepMetrics;
@@ -15,7 +16,6 @@ use medtune_train::optim::AdamWConfig;
 use medtune_train::plot::plot_losses;
 use medtune_train::schedule::ScheduleKind;
 use medtune_train::trainer::{TrainSettings, Trainer, checkpoints, plan_steps, training_units};
-use medtune_text::AssistantTurns;
 use serde::{Deserialize, Serialize};
 
 /// Every key of a training run. As flags each is `--kebab-case`; in TOML, `snake_case`.
