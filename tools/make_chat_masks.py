@@ -141,11 +141,14 @@ def collate_one(trainer: SFTTrainer) -> tuple[dict, list[int], list[int]]:
 def rendered_text(trainer: SFTTrainer, row: dict) -> str:
     """The exact string TRL tokenised for this row (apply_chat_template renders, then tokenises)."""
     tok = trainer.processing_class
+    tools = row.get("tools")
     if "messages" in row:
-        return tok.apply_chat_template(row["messages"], tokenize=False, chat_template=trainer.chat_template)
+        return tok.apply_chat_template(
+            row["messages"], tools=tools, tokenize=False, chat_template=trainer.chat_template
+        )
     if isinstance(row["prompt"], list):
         return tok.apply_chat_template(
-            row["prompt"] + row["completion"], tokenize=False, chat_template=trainer.chat_template
+            row["prompt"] + row["completion"], tools=tools, tokenize=False, chat_template=trainer.chat_template
         )
     # Plain text: the prepared row's completion already carries the EOS TRL appended.
     return row["prompt"] + row["completion"]
@@ -216,7 +219,7 @@ def main() -> int:
             if is_pc and isinstance(record["prompt"], list):
                 # The prompt must be a token prefix of prompt+completion, else TRL drops its diverging tail.
                 prompt_ids = tok.apply_chat_template(
-                    row["prompt"], tokenize=True, add_generation_prompt=True, return_dict=True
+                    row["prompt"], tools=row.get("tools"), tokenize=True, add_generation_prompt=True, return_dict=True
                 )["input_ids"]
                 assert input_ids[: len(prompt_ids)] == prompt_ids, f"{name}: prompt is not a prefix"
                 # Diagnostic only: does assistant_only_loss=True as well change anything?

@@ -61,6 +61,9 @@ pub struct ChatTurn {
     /// The message's `reasoning_content` (`None` when absent, null or blank); assistant turns
     /// only.
     pub reasoning: Option<String>,
+    /// An assistant turn's `tool_calls`, as JSON text of a non-empty array of objects (keys in
+    /// file order).
+    pub tool_calls: Option<String>,
 }
 
 impl ChatTurn {
@@ -70,6 +73,7 @@ impl ChatTurn {
             role: self.role.as_str().to_owned(),
             content: self.content.clone(),
             reasoning_content: self.reasoning.clone(),
+            tool_calls: self.tool_calls.clone(),
         }
     }
 
@@ -111,6 +115,9 @@ pub struct ChatRecord {
     /// The record's `id` (string or integer), else `<file stem>:<line>`.
     pub id: String,
     pub turns: Vec<ChatTurn>,
+    /// The record's `tools` (function specs the template lists, as `apply_chat_template`'s
+    /// `tools`), as JSON text of an array of objects.
+    pub tools: Option<String>,
     pub kind: ChatKind,
     pub origin: Origin,
 }
@@ -357,6 +364,7 @@ mod tests {
             role,
             content: content.into(),
             reasoning: reasoning.map(Into::into),
+            tool_calls: None,
         }
     }
 
@@ -374,6 +382,7 @@ mod tests {
     #[test]
     fn records_answer_their_questions() {
         let chat = ChatRecord {
+            tools: None,
             id: "c:1".into(),
             turns: vec![
                 turn(Role::System, "Answer briefly.", None),

@@ -38,6 +38,32 @@ impl JVal {
         }
     }
 
+    /// The value as JSON text, object keys in file order (a float keeps a fraction, `1.0`, as
+    /// Python's `json.dumps` writes it).
+    pub(crate) fn to_json_text(&self) -> String {
+        match self {
+            JVal::Null => "null".into(),
+            JVal::Bool(b) => b.to_string(),
+            JVal::Int(i) => i.to_string(),
+            JVal::Float(f) => format!("{f:?}"),
+            JVal::Str(s) => serde_json::to_string(s).expect("a string serialises"),
+            JVal::Arr(items) => {
+                let items: Vec<String> = items.iter().map(JVal::to_json_text).collect();
+                format!("[{}]", items.join(", "))
+            }
+            JVal::Obj(entries) => {
+                let entries: Vec<String> = entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = serde_json::to_string(k).expect("a string serialises");
+                        format!("{key}: {}", v.to_json_text())
+                    })
+                    .collect();
+                format!("{{{}}}", entries.join(", "))
+            }
+        }
+    }
+
     pub(crate) fn entries(&self) -> Option<&[(String, JVal)]> {
         match self {
             JVal::Obj(entries) => Some(entries),

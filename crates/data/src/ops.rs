@@ -685,13 +685,16 @@ mod tests {
                     role: Role::User,
                     content: user.into(),
                     reasoning: None,
+                    tool_calls: None,
                 },
                 ChatTurn {
                     role: Role::Assistant,
                     content: "An answer.".into(),
                     reasoning: None,
+                    tool_calls: None,
                 },
             ],
+            tools: None,
             kind: ChatKind::Conversation,
             origin: Origin {
                 file: "c.jsonl".into(),

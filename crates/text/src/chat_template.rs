@@ -27,6 +27,33 @@ pub struct ChatMessage {
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
+    /// An assistant turn's tool calls as JSON text of an array (`[{"type": "function",
+    /// "function": {"name": ..., "arguments": {...}}}]`): text, so that object keys keep their
+    /// order through the template's `tojson`, as Python dicts do.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text")]
+    pub tool_calls: Option<String>,
+}
+
+/// A JSON value held as text, (de)serialised as the value itself with its keys in order.
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match text {
+            Some(text) => serde_json::from_str::<minijinja::Value>(text)
+                .map_err(serde::ser::Error::custom)?
+                .serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let value = Option::<minijinja::Value>::deserialize(d)?;
+        value
+            .filter(|v| !v.is_none())
+            .map(|v| serde_json::to_string(&v).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 impl ChatMessage {
@@ -36,6 +63,7 @@ impl ChatMessage {
             role: role.into(),
             content: content.into(),
             reasoning_content: None,
+            tool_calls: None,
         }
     }
 

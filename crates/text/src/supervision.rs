@@ -74,6 +74,7 @@ pub fn supervise_conversation(
     tokenizer: &Tokenizer,
     template: &ChatTemplate,
     messages: &[ChatMessage],
+    tools: Option<&str>,
     turns: AssistantTurns,
 ) -> Result<SupervisedTokens> {
     let assistant_at: Vec<usize> = messages
@@ -87,7 +88,10 @@ pub fn supervise_conversation(
             "a training conversation must end with an assistant turn".into(),
         ));
     }
-    let whole = RenderOptions::default();
+    let whole = RenderOptions {
+        tools: tools.map(str::to_owned),
+        ..RenderOptions::default()
+    };
     let (text, mut spans) = if has_generation_blocks(template.source()) {
         let (text, spans) = split_markers(&template.render_marking_generation(messages, &whole)?)?;
         if spans.len() != assistant_at.len() {
@@ -102,7 +106,7 @@ pub fn supervise_conversation(
         let text = template.render(messages, &whole)?;
         let spans = assistant_at
             .iter()
-            .map(|&i| turn_span(template, &messages[..i], &text))
+            .map(|&i| turn_span(template, &messages[..i], tools, &text))
             .collect::<Result<Vec<_>>>()?;
         (text, spans)
     };
@@ -120,11 +124,12 @@ pub fn conversation_examples(
     tokenizer: &Tokenizer,
     template: &ChatTemplate,
     messages: &[ChatMessage],
+    tools: Option<&str>,
     turns: AssistantTurns,
 ) -> Result<Vec<SupervisedTokens>> {
     if has_generation_blocks(template.source()) || turns == AssistantTurns::Last {
         return Ok(vec![supervise_conversation(
-            tokenizer, template, messages, turns,
+            tokenizer, template, messages, tools, turns,
         )?]);
     }
     messages
@@ -132,7 +137,13 @@ pub fn conversation_examples(
         .enumerate()
         .filter(|(_, m)| m.role == "assistant")
         .map(|(i, _)| {
-            supervise_conversation(tokenizer, template, &messages[..=i], AssistantTurns::Last)
+            supervise_conversation(
+                tokenizer,
+                template,
+                &messages[..=i],
+                tools,
+                AssistantTurns::Last,
+            )
         })
         .collect()
 }
@@ -145,10 +156,16 @@ pub fn supervise_prompt_completion(
     template: &ChatTemplate,
     prompt: &[ChatMessage],
     completion: &[ChatMessage],
+    tools: Option<&str>,
 ) -> Result<SupervisedTokens> {
-    let prompt_text = template.render(prompt, &RenderOptions::generation(None))?;
+    let with_tools = |add_generation_prompt| RenderOptions {
+        add_generation_prompt,
+        enable_thinking: None,
+        tools: tools.map(str::to_owned),
+    };
+    let prompt_text = template.render(prompt, &with_tools(true))?;
     let all: Vec<ChatMessage> = prompt.iter().chain(completion).cloned().collect();
-    let whole = template.render(&all, &RenderOptions::default())?;
+    let whole = template.render(&all, &with_tools(false))?;
     prefix_supervised(tokenizer, &prompt_text, &whole)
 }
 
@@ -188,9 +205,14 @@ fn prefix_supervised(tokenizer: &Tokenizer, prompt: &str, whole: &str) -> Result
 fn turn_span(
     template: &ChatTemplate,
     before: &[ChatMessage],
+    tools: Option<&str>,
     text: &str,
 ) -> Result<(usize, usize)> {
-    let prompt = template.render(before, &RenderOptions::generation(None))?;
+    let generation = RenderOptions {
+        tools: tools.map(str::to_owned),
+        ..RenderOptions::generation(None)
+    };
+    let prompt = template.render(before, &generation)?;
     if !text.starts_with(&prompt) {
         return Err(TextError::Prompt(format!(
             "the chat template is not prefix-preserving: the conversation up to an assistant \
@@ -294,7 +316,7 @@ mod tests {
             ChatMessage::user("And night blindness?"),
             ChatMessage::assistant("Vitamin A.").with_reasoning("Rhodopsin needs retinal."),
         ];
-        let all = supervise_conversation(&tok, template, &msgs, AssistantTurns::All).unwrap();
+        let all = supervise_conversation(&tok, template, &msgs, None, AssistantTurns::All).unwrap();
         // The earlier turn is rendered without its reasoning (the template drops it), the last
         // with its think block; each ends with the end-of-turn token.
         assert_eq!(
@@ -304,12 +326,13 @@ mod tests {
                 "<think>\nRhodopsin needs retinal.\n</think>\n\nVitamin A.<|im_end|>"
             ]
         );
-        let last = supervise_conversation(&tok, template, &msgs, AssistantTurns::Last).unwrap();
+        let last =
+            supervise_conversation(&tok, template, &msgs, None, AssistantTurns::Last).unwrap();
         assert_eq!(target_runs(&tok, &last), target_runs(&tok, &all)[1..]);
         assert_eq!(all.ids, last.ids);
         // Without generation blocks, one sequence per turn, each turn rendered last: the first
         // with its reasoning, the second after the first's reply.
-        let each = conversation_examples(&tok, template, &msgs, AssistantTurns::All).unwrap();
+        let each = conversation_examples(&tok, template, &msgs, None, AssistantTurns::All).unwrap();
         assert_eq!(each.len(), 2);
         assert_eq!(
             target_runs(&tok, &each[0]),
@@ -324,7 +347,7 @@ mod tests {
                 .all(|(&l, &t)| (l == -100) != t)
         );
         assert!(
-            supervise_conversation(&tok, template, &msgs[..4], AssistantTurns::All).is_err(),
+            supervise_conversation(&tok, template, &msgs[..4], None, AssistantTurns::All).is_err(),
             "a conversation ending with a user turn has nothing to learn"
         );
     }
@@ -335,7 +358,7 @@ mod tests {
         let template = tok.chat_template().unwrap();
         let prompt = [ChatMessage::user("Name the antidote for heparin.")];
         let completion = [ChatMessage::assistant("Protamine sulfate.")];
-        let pc = supervise_prompt_completion(&tok, template, &prompt, &completion).unwrap();
+        let pc = supervise_prompt_completion(&tok, template, &prompt, &completion, None).unwrap();
         assert_eq!(
             target_runs(&tok, &pc),
             ["<think>\n\n</think>\n\nProtamine sulfate.<|im_end|>\n"]

@@ -35,8 +35,22 @@ fn lines(name: &str) -> Vec<Value> {
         .collect()
 }
 
-fn messages(v: &Value) -> Vec<ChatMessage> {
-    serde_json::from_value(v.clone()).expect("a list of messages")
+/// Each case's field `key` as JSON text with its keys in file order (serde_json's map sorts
+/// them; tool specs and call arguments reach the template's `tojson` in the order written).
+fn texts_of(key: &str) -> Vec<Option<String>> {
+    std::fs::read_to_string(fixtures().join("cases.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let case: minijinja::Value = serde_json::from_str(l).unwrap();
+            let value = case.get_attr(key).unwrap();
+            (!value.is_undefined()).then(|| serde_json::to_string(&value).unwrap())
+        })
+        .collect()
+}
+
+fn messages(text: &Option<String>) -> Vec<ChatMessage> {
+    serde_json::from_str(text.as_deref().expect("messages")).expect("a list of messages")
 }
 
 #[test]
@@ -48,19 +62,29 @@ fn masks_equal_trls_token_for_token() {
     let golden = lines("trl_golden.jsonl");
     let cases = lines("cases.jsonl");
     assert_eq!(cases.len(), golden.len());
-    for (case, want) in cases.iter().zip(&golden) {
+    let (tools, conversations) = (texts_of("tools"), texts_of("messages"));
+    let (prompts, completions) = (texts_of("prompt"), texts_of("completion"));
+    for (i, (case, want)) in cases.iter().zip(&golden).enumerate() {
+        let tools = &tools[i];
         let name = case["name"].as_str().unwrap();
         assert_eq!(want["name"], case["name"]);
-        let got: SupervisedTokens = if let Some(m) = case.get("messages") {
-            supervise_conversation(&tokenizer, &template, &messages(m), AssistantTurns::All)
+        let got: SupervisedTokens = if case.get("messages").is_some() {
+            supervise_conversation(
+                &tokenizer,
+                &template,
+                &messages(&conversations[i]),
+                tools.as_deref(),
+                AssistantTurns::All,
+            )
         } else if let Some(prompt) = case["prompt"].as_str() {
             supervise_text_pair(&tokenizer, prompt, case["completion"].as_str().unwrap())
         } else {
             supervise_prompt_completion(
                 &tokenizer,
                 &template,
-                &messages(&case["prompt"]),
-                &messages(&case["completion"]),
+                &messages(&prompts[i]),
+                &messages(&completions[i]),
+                tools.as_deref(),
             )
         }
         .unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -220,14 +220,19 @@ fn record_examples(
         TrainingRecord::Chat(c) => {
             let messages = c.messages();
             match c.kind {
-                ChatKind::Conversation => {
-                    conversation_examples(tokenizer, templates.chat(), &messages, opts.turns)?
-                }
+                ChatKind::Conversation => conversation_examples(
+                    tokenizer,
+                    templates.chat(),
+                    &messages,
+                    c.tools.as_deref(),
+                    opts.turns,
+                )?,
                 ChatKind::PromptCompletion { prompt_len } => vec![supervise_prompt_completion(
                     tokenizer,
                     templates.chat(),
                     &messages[..prompt_len],
                     &messages[prompt_len..],
+                    c.tools.as_deref(),
                 )?],
             }
         }

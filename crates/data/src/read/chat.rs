@@ -83,9 +83,42 @@ pub(super) fn chat_record(c: &Ctx, v: &JVal, default_id: String) -> TrainingResu
     Ok(TrainingRecord::Chat(ChatRecord {
         id: record_id(c, v, default_id)?,
         turns,
+        tools: tools(c, v)?,
         kind: ChatKind::Conversation,
         origin: c.origin(),
     }))
+}
+
+/// A record's `tools`: absent or null, or a non-empty array of objects (function specs).
+fn tools(c: &Ctx, v: &JVal) -> Checked<Option<String>> {
+    match v.get("tools") {
+        None | Some(JVal::Null) => Ok(None),
+        Some(value) => object_array(c, value, "tools").map(Some),
+    }
+}
+
+/// `value` as JSON text when it is a non-empty array of objects.
+fn object_array(c: &Ctx, value: &JVal, field: &str) -> Checked<String> {
+    let JVal::Arr(items) = value else {
+        return Err(c.problem(
+            field,
+            format!("expected an array of objects, found {}", value.kind()),
+        ));
+    };
+    if items.is_empty() {
+        return Err(c.problem(field, "empty"));
+    }
+    if let Some((i, item)) = items
+        .iter()
+        .enumerate()
+        .find(|(_, x)| x.entries().is_none())
+    {
+        return Err(c.problem(
+            format!("{field}[{i}]"),
+            format!("expected an object, found {}", item.kind()),
+        ));
+    }
+    Ok(value.to_json_text())
 }
 
 /// TRL's prompt–completion record: `prompt` and `completion` both strings (a [`TextPair`]) or
@@ -158,6 +191,7 @@ pub(super) fn prompt_completion_record(c: &Ctx, v: &JVal, default_id: String) ->
             Ok(TrainingRecord::Chat(ChatRecord {
                 id: record_id(c, v, default_id)?,
                 turns: all,
+                tools: tools(c, v)?,
                 kind: ChatKind::PromptCompletion { prompt_len },
                 origin: c.origin(),
             }))
@@ -213,21 +247,25 @@ pub(super) fn trace_record(
             role: Role::System,
             content,
             reasoning: None,
+            tool_calls: None,
         });
     }
     turns.push(ChatTurn {
         role: Role::User,
         content: question,
         reasoning: None,
+        tool_calls: None,
     });
     turns.push(ChatTurn {
         role: Role::Assistant,
         content: answer,
         reasoning,
+        tool_calls: None,
     });
     Ok(TrainingRecord::Chat(ChatRecord {
         id: record_id(c, v, default_id)?,
         turns,
+        tools: None,
         kind: ChatKind::Conversation,
         origin: c.origin(),
     }))
@@ -279,7 +317,8 @@ fn system_first(c: &Ctx, turns: &[ChatTurn], key: &str) -> Checked<()> {
     }
 }
 
-/// One message `{"role", "content", "reasoning_content"?}` (other keys ignored); `field` is its
+/// One message `{"role", "content", "reasoning_content"?, "tool_calls"?}` (other keys ignored);
+/// `field` is its
 /// name in problems (`messages[2]`).
 fn turn(c: &Ctx, m: &JVal, field: &str) -> Checked<ChatTurn> {
     let entries = m.entries().ok_or_else(|| {
@@ -328,13 +367,24 @@ fn turn(c: &Ctx, m: &JVal, field: &str) -> Checked<ChatTurn> {
             ));
         }
     };
+    let tool_calls = match m.get("tool_calls") {
+        None | Some(JVal::Null) => None,
+        Some(calls) => Some(object_array(c, calls, &sub("tool_calls"))?),
+    };
+    if tool_calls.is_some() && role != Role::Assistant {
+        return Err(c.problem(
+            sub("tool_calls"),
+            format!("only an assistant message can call tools, not a {role} message"),
+        ));
+    }
     if reasoning.is_some() && role != Role::Assistant {
         return Err(c.problem(
             sub("reasoning_content"),
             format!("only an assistant message can have reasoning, not a {role} message"),
         ));
     }
-    if content.trim().is_empty() && !(role == Role::Assistant && reasoning.is_some()) {
+    let says_something = reasoning.is_some() || tool_calls.is_some();
+    if content.trim().is_empty() && !(role == Role::Assistant && says_something) {
         return Err(c.problem(sub("content"), "empty content"));
     }
     if role == Role::Assistant {
@@ -346,6 +396,7 @@ fn turn(c: &Ctx, m: &JVal, field: &str) -> Checked<ChatTurn> {
         role,
         content,
         reasoning,
+        tool_calls,
     })
 }
 

@@ -72,6 +72,7 @@ fn turn(role: Role, content: &str, reasoning: Option<&str>) -> ChatTurn {
         role,
         content: content.into(),
         reasoning: reasoning.map(Into::into),
+        tool_calls: None,
     }
 }
 
@@ -1248,4 +1249,65 @@ fn error_or_ok(name: &str, format: Format, fields: Option<&str>, content: &str) 
         Ok(_) => "ok".into(),
         Err(e) => strip(&dir, e.to_string()),
     }
+}
+
+#[test]
+fn tools_and_tool_calls_keep_their_keys_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "tools.jsonl",
+        r#"{"tools": [{"type": "function", "function": {"name": "bmi", "parameters": {"weight_kg": 1, "height_m": 2.0}}}], "messages": [{"role": "user", "content": "I weigh 82 kg at 1.75 m."}, {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "bmi", "arguments": {"weight_kg": 82, "height_m": 1.75}}}]}, {"role": "tool", "content": "26.8"}, {"role": "assistant", "content": "A BMI of 26.8 is overweight."}]}"#,
+    );
+    let records = read_ok(&path, Some(Format::Chat), None);
+    let c = chat(&records[0]);
+    assert_eq!(
+        c.tools.as_deref(),
+        Some(
+            r#"[{"type": "function", "function": {"name": "bmi", "parameters": {"weight_kg": 1, "height_m": 2.0}}}]"#
+        )
+    );
+    assert_eq!(
+        c.turns[1].tool_calls.as_deref(),
+        Some(
+            r#"[{"type": "function", "function": {"name": "bmi", "arguments": {"weight_kg": 82, "height_m": 1.75}}}]"#
+        )
+    );
+    assert_eq!(c.turns[1].message().tool_calls, c.turns[1].tool_calls);
+    assert_eq!(c.turns[2].role, Role::Tool);
+}
+
+#[test]
+fn tools_and_tool_calls_problems() {
+    let tail = r#"{"role": "assistant", "content": "Fine."}"#;
+    assert_eq!(
+        chat_error(&format!(
+            r#"{{"tools": {{"name": "bmi"}}, "messages": [{{"role": "user", "content": "Hi"}}, {tail}]}}"#
+        )),
+        "c.jsonl:1: tools: expected an array of objects, found an object"
+    );
+    assert_eq!(
+        chat_error(&format!(
+            r#"{{"tools": ["bmi"], "messages": [{{"role": "user", "content": "Hi"}}, {tail}]}}"#
+        )),
+        "c.jsonl:1: tools[0]: expected an object, found a string"
+    );
+    assert_eq!(
+        chat_error(&format!(
+            r#"{{"messages": [{{"role": "user", "content": "Hi", "tool_calls": [{{"name": "x"}}]}}, {tail}]}}"#
+        )),
+        "c.jsonl:1: messages[0].tool_calls: only an assistant message can call tools, not a user message"
+    );
+    assert_eq!(
+        chat_error(
+            r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "", "tool_calls": []}]}"#
+        ),
+        "c.jsonl:1: messages[1].tool_calls: empty"
+    );
+    assert_eq!(
+        chat_error(
+            r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]}"#
+        ),
+        "c.jsonl:1: messages[1].content: empty content"
+    );
 }
