@@ -185,6 +185,16 @@ fn init_then_ask_with_a_copied_tokenizer() {
         "1",
     ]);
     assert!(out.contains("accuracy"), "{out}");
+    // The adapted model's reply is shown as its answer line only, with why (the rest of a tiny
+    // random model's text is noise), then the timing.
+    let tail: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("answers (greedy)"))
+        .collect();
+    assert_eq!(tail.len(), 4, "{out}");
+    assert!(!tail[1].trim().is_empty(), "{out}");
+    assert!(tail[2].contains("only its answer line"), "{out}");
+    assert!(tail[3].starts_with("done in"), "{out}");
     ok(&[
         "init",
         "--preset",

@@ -20,7 +20,7 @@ use medtune_train::plot::plot_losses;
 use medtune_train::schedule::ScheduleKind;
 use medtune_train::trainer::{TrainSettings, Trainer};
 
-use super::generate::{SamplingArgs, stream};
+use medtune_model::generate::{GenerateConfig, SamplingConfig, generate};
 
 /// Sixteen questions written for medtune (not taken from any exam set).
 const BUILTIN_MCQ: &str = include_str!("../../assets/quickstart_mcq.jsonl");
@@ -200,21 +200,32 @@ fn show_answer(
         "5. {}\n   the adapted model answers (greedy):",
         record.question
     );
-    print!("   ");
-    let sampling = SamplingArgs {
+    let config = GenerateConfig {
         max_new_tokens: 40,
-        greedy: true,
-        temperature: 0.0,
-        top_p: 1.0,
-        top_k: 0,
-        seed: 0,
+        stop_ids: tokenizer.eos_ids().to_vec(),
+        sampling: SamplingConfig::greedy(),
+        pad_id: 0,
     };
-    stream(
-        &model,
-        &tokenizer.encode(&prompt)?,
-        &sampling,
-        tokenizer.eos_ids().to_vec(),
-        Some(tokenizer),
-    )?;
+    let mut reply = Vec::new();
+    generate(&model, &[tokenizer.encode(&prompt)?], &config, |_, id| {
+        reply.push(id);
+        let text = tokenizer.decode(&reply, true).unwrap_or_default();
+        first_line(&text).is_none()
+    });
+    let text = tokenizer.decode(&reply, true)?;
+    match first_line(&text).unwrap_or(text.trim()) {
+        "" => println!("   (no answer line in 40 tokens: it has not learnt the format yet)"),
+        line => println!("   {line}"),
+    }
+    println!(
+        "   (only its answer line: a 2-layer random model tuned for seconds learns the answer \
+         format and letter, and what it writes after that is noise)"
+    );
     Ok(())
+}
+
+/// The first non-blank line of `text`, once a line break ends it.
+fn first_line(text: &str) -> Option<&str> {
+    let rest = text.trim_start();
+    rest.find('\n').map(|end| rest[..end].trim_end())
 }
