@@ -63,6 +63,16 @@ fn conversations() -> Vec<Value> {
     out
 }
 
+/// The text of the labelled (trained) tokens, in order.
+fn labelled_text(tokenizer: &medtune_text::Tokenizer, labels: &[i64]) -> String {
+    let ids: Vec<u32> = labels
+        .iter()
+        .filter(|&&l| l >= 0)
+        .map(|&l| l as u32)
+        .collect();
+    tokenizer.decode(&ids, false).unwrap()
+}
+
 fn dump(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> Vec<(Vec<u32>, Vec<i64>)> {
     let mut args = vec![
         "data",
@@ -99,14 +109,7 @@ fn dump_shows_the_assistants_words_as_the_only_labels() {
     // (the model's template drops earlier turns' think blocks).
     assert_eq!(all.len(), 8);
     let tokenizer = medtune_text::Tokenizer::from_dir(&model).unwrap();
-    let targets = |labels: &[i64]| -> String {
-        let ids: Vec<u32> = labels
-            .iter()
-            .filter(|&&l| l >= 0)
-            .map(|&l| l as u32)
-            .collect();
-        tokenizer.decode(&ids, false).unwrap()
-    };
+    let targets = |labels: &[i64]| labelled_text(&tokenizer, labels);
     for (ids, labels) in &all {
         assert_eq!(ids.len(), labels.len());
         for (&id, &l) in ids.iter().zip(labels) {
@@ -151,14 +154,7 @@ fn prompt_completion_and_trace_tables_train_their_completion() {
     let rows = dump(&model, &pc, &dir.path().join("pc_out.jsonl"), &[]);
     assert_eq!(rows.len(), 2);
     let tokenizer = medtune_text::Tokenizer::from_dir(&model).unwrap();
-    let targets = |labels: &[i64]| -> String {
-        let ids: Vec<u32> = labels
-            .iter()
-            .filter(|&&l| l >= 0)
-            .map(|&l| l as u32)
-            .collect();
-        tokenizer.decode(&ids, false).unwrap()
-    };
+    let targets = |labels: &[i64]| labelled_text(&tokenizer, labels);
     assert_eq!(targets(&rows[0].1), " 3.5 to 5.0 mmol/L.<|im_end|>");
     assert_eq!(
         targets(&rows[1].1),

@@ -53,19 +53,23 @@ pub struct SupervisedTokens {
 }
 
 impl SupervisedTokens {
-    /// Hugging Face collator labels: the id where the token is a target, −100 elsewhere.
+    /// Hugging Face collator labels ([`labels`]).
     pub fn labels(&self) -> Vec<i64> {
-        self.ids
-            .iter()
-            .zip(&self.targets)
-            .map(|(&id, &t)| if t { i64::from(id) } else { -100 })
-            .collect()
+        labels(&self.ids, &self.targets)
     }
 
     /// Number of target tokens.
     pub fn target_count(&self) -> usize {
         self.targets.iter().filter(|t| **t).count()
     }
+}
+
+/// Hugging Face collator labels: each id where its token is a target, −100 elsewhere.
+pub fn labels(ids: &[u32], targets: &[bool]) -> Vec<i64> {
+    ids.iter()
+        .zip(targets)
+        .map(|(&id, &t)| if t { i64::from(id) } else { -100 })
+        .collect()
 }
 
 /// `messages` (ending with an assistant turn) rendered through `template` and tokenised, the

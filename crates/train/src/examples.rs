@@ -36,6 +36,11 @@ impl Example {
         self.targets.iter().skip(1).filter(|t| **t).count()
     }
 
+    /// Hugging Face collator labels: the id where the token is a target, −100 elsewhere.
+    pub fn labels(&self) -> Vec<i64> {
+        medtune_text::supervision::labels(&self.ids, &self.targets)
+    }
+
     /// The sequence and its mask, as batches take them.
     pub fn masked(&self) -> (&[u32], &[bool]) {
         (&self.ids, &self.targets)

@@ -122,13 +122,8 @@ fn dump(args: DumpArgs) -> Result<()> {
     )?;
     let mut text = String::new();
     for ex in &set.train {
-        let labels: Vec<i64> = ex
-            .ids
-            .iter()
-            .zip(&ex.targets)
-            .map(|(&id, &t)| if t { i64::from(id) } else { -100 })
-            .collect();
-        text.push_str(&serde_json::json!({"input_ids": ex.ids, "labels": labels}).to_string());
+        let line = serde_json::json!({"input_ids": ex.ids, "labels": ex.labels()});
+        text.push_str(&line.to_string());
         text.push('\n');
     }
     // Written beside the destination, then renamed over it: never a half-written file.

@@ -114,13 +114,6 @@ pub fn run(args: Args) -> Result<()> {
         &tokenizer,
         &ExampleOptions {
             max_length: 320,
-            thinking: false,
-            system_prompt: None,
-            limit: None,
-            val_split: None,
-            val_files: Vec::new(),
-            seed: 0,
-            skip_bad: false,
             ..ExampleOptions::default()
         },
     )?;
