@@ -36,7 +36,7 @@ pub use ops::{
     remove_contaminated, same_question, select, shuffle, split_validation,
 };
 pub use read::{
-    PUBMEDQA_OPTIONS, ReadOptions, ReadOutcome, RecordResult, Records, TrainingOutcome,
+    Outcome, PUBMEDQA_OPTIONS, ReadOptions, ReadOutcome, RecordResult, Records, TrainingOutcome,
     TrainingResult, mmlu_subject, open, open_training, pubmedqa_test_labels, read_file, read_files,
     read_training_file, read_training_files, split_pubmedqa_test,
 };

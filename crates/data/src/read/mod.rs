@@ -62,24 +62,44 @@ pub struct ReadOptions {
 }
 
 /// The records of one or more files.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReadOutcome {
-    pub records: Vec<McqRecord>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome<T> {
+    pub records: Vec<T>,
     /// Bad records skipped (only with [`ReadOptions::skip_bad`]).
     pub skipped: usize,
     /// The problems of the skipped records.
     pub problems: Vec<Problem>,
 }
 
-/// The records of one or more files in any format.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TrainingOutcome {
-    pub records: Vec<TrainingRecord>,
-    /// Bad records skipped (only with [`ReadOptions::skip_bad`]).
-    pub skipped: usize,
-    /// The problems of the skipped records.
-    pub problems: Vec<Problem>,
+impl<T> Default for Outcome<T> {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            skipped: 0,
+            problems: Vec::new(),
+        }
+    }
 }
+
+impl<T> Outcome<T> {
+    /// The outcomes of `paths`, read one by one by `read`, in order.
+    fn of_files(paths: &[PathBuf], read: impl Fn(&Path) -> Result<Self>) -> Result<Self> {
+        let mut out = Self::default();
+        for p in paths {
+            let one = read(p)?;
+            out.records.extend(one.records);
+            out.skipped += one.skipped;
+            out.problems.extend(one.problems);
+        }
+        Ok(out)
+    }
+}
+
+/// Multiple-choice records of one or more files.
+pub type ReadOutcome = Outcome<McqRecord>;
+
+/// Records of one or more files in any format.
+pub type TrainingOutcome = Outcome<TrainingRecord>;
 
 /// The records of a file, in file order ([`McqRecord`]s from [`open`], [`TrainingRecord`]s from
 /// [`open_training`]). Yields one `Err` per bad record and carries on after it; a file without
@@ -266,14 +286,7 @@ pub fn read_files(
     format: Option<Format>,
     opts: &ReadOptions,
 ) -> Result<ReadOutcome> {
-    let mut out = ReadOutcome::default();
-    for p in paths {
-        let one = read_file(p, format, opts)?;
-        out.records.extend(one.records);
-        out.skipped += one.skipped;
-        out.problems.extend(one.problems);
-    }
-    Ok(out)
+    Outcome::of_files(paths, |p| read_file(p, format, opts))
 }
 
 /// Reads a whole file in any format ([`open_training`] with `opts.fields`). Without `skip_bad`
@@ -300,14 +313,7 @@ pub fn read_training_files(
     format: Option<Format>,
     opts: &ReadOptions,
 ) -> Result<TrainingOutcome> {
-    let mut out = TrainingOutcome::default();
-    for p in paths {
-        let one = read_training_file(p, format, opts)?;
-        out.records.extend(one.records);
-        out.skipped += one.skipped;
-        out.problems.extend(one.problems);
-    }
-    Ok(out)
+    Outcome::of_files(paths, |p| read_training_file(p, format, opts))
 }
 
 #[cfg(test)]
