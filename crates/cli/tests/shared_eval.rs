@@ -132,3 +132,71 @@ fn every_shared_file_evaluates_and_the_counts_match() {
     }
     assert_eq!(lines, n);
 }
+
+/// `medtune data dump` equals TRL's masks token for token: the cases of
+/// `crates/text/tests/fixtures/chat_masks` (made by `tools/make_chat_masks.py` with TRL 1.16's
+/// `SFTTrainer`), the real Qwen3 tokenizer, and TRL's training template passed as
+/// `--chat-template`.
+#[test]
+#[ignore = "reads the real tokenizer in $MEDTUNE_SHARED; .ci/run runs it with --ignored"]
+fn data_dump_equals_trls_masks() {
+    let fixtures =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../text/tests/fixtures/chat_masks");
+    let dir = tempfile::tempdir().unwrap();
+    // A model folder that has the real tokenizer (the dump reads nothing else of it).
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(shared_dir().join("tokenizers/qwen3").join(f), model.join(f)).unwrap();
+    }
+    std::fs::write(model.join("config.json"), "{}").unwrap();
+    let cases = std::fs::read_to_string(fixtures.join("cases.jsonl")).unwrap();
+    let golden: Vec<Value> = std::fs::read_to_string(fixtures.join("trl_golden.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Conversations and prompt–completion pairs go into files of their own (one format a file);
+    // each file's records keep their order.
+    let (mut chat, mut pc) = (Vec::new(), Vec::new());
+    for (line, want) in cases.lines().zip(&golden) {
+        let kind = serde_json::from_str::<Value>(line).unwrap();
+        let file = if kind.get("messages").is_some() {
+            &mut chat
+        } else {
+            &mut pc
+        };
+        file.push((line.to_string(), want.clone()));
+    }
+    assert!(!chat.is_empty() && !pc.is_empty());
+    for (name, records) in [("chat", chat), ("pc", pc)] {
+        let data = dir.path().join(format!("{name}.jsonl"));
+        let lines: Vec<&str> = records.iter().map(|(l, _)| l.as_str()).collect();
+        std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+        let out = dir.path().join(format!("{name}_dump.jsonl"));
+        ok(&[
+            "data",
+            "dump",
+            "--model",
+            model.to_str().unwrap(),
+            "--chat-template",
+            fixtures.join("qwen3_training.jinja").to_str().unwrap(),
+            "--max-length",
+            "4096",
+            "--out",
+            out.to_str().unwrap(),
+            data.to_str().unwrap(),
+        ]);
+        let dumped: Vec<Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(dumped.len(), records.len(), "{name}");
+        for (got, (_, want)) in dumped.iter().zip(&records) {
+            let case = want["name"].as_str().unwrap();
+            assert_eq!(got["input_ids"], want["input_ids"], "{case}: input_ids");
+            assert_eq!(got["labels"], want["labels"], "{case}: labels");
+        }
+    }
+}
