@@ -73,16 +73,15 @@ fn labelled_text(tokenizer: &medtune_text::Tokenizer, labels: &[i64]) -> String 
     tokenizer.decode(&ids, false).unwrap()
 }
 
+/// `medtune data dump --model MODEL --out OUT DATA`.
+fn dump_args<'a>(model: &'a Path, data: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    let path = |p: &'a Path| p.to_str().unwrap();
+    let (model, out, data) = (path(model), path(out), path(data));
+    vec!["data", "dump", "--model", model, "--out", out, data]
+}
+
 fn dump(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> Vec<(Vec<u32>, Vec<i64>)> {
-    let mut args = vec![
-        "data",
-        "dump",
-        "--model",
-        model.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ];
+    let mut args = dump_args(model, data, out);
     args.extend_from_slice(extra);
     ok(&args);
     std::fs::read_to_string(out)
@@ -198,15 +197,7 @@ fn bad_conversations_are_named_and_nothing_is_written() {
         ],
     );
     let out = dir.path().join("dump.jsonl");
-    let result = medtune(&[
-        "data",
-        "dump",
-        "--model",
-        model.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]);
+    let result = medtune(&dump_args(&model, &data, &out));
     assert!(!result.status.success());
     let err = String::from_utf8_lossy(&result.stderr);
     assert!(err.contains("bad.jsonl:2: messages[0].role"), "{err}");
