@@ -67,6 +67,16 @@ pub struct ChatTurn {
 }
 
 impl ChatTurn {
+    /// A turn without tool calls.
+    pub fn new(role: Role, content: impl Into<String>, reasoning: Option<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            reasoning,
+            tool_calls: None,
+        }
+    }
+
     /// The turn as `medtune_text`'s chat message (`reasoning` → `reasoning_content`).
     pub fn message(&self) -> ChatMessage {
         ChatMessage {
@@ -360,12 +370,7 @@ mod tests {
     }
 
     fn turn(role: Role, content: &str, reasoning: Option<&str>) -> ChatTurn {
-        ChatTurn {
-            role,
-            content: content.into(),
-            reasoning: reasoning.map(Into::into),
-            tool_calls: None,
-        }
+        ChatTurn::new(role, content, reasoning.map(Into::into))
     }
 
     #[test]

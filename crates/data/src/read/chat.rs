@@ -243,25 +243,10 @@ pub(super) fn trace_record(
         .transpose()?;
     let mut turns = Vec::with_capacity(3);
     if let Some(content) = system {
-        turns.push(ChatTurn {
-            role: Role::System,
-            content,
-            reasoning: None,
-            tool_calls: None,
-        });
+        turns.push(ChatTurn::new(Role::System, content, None));
     }
-    turns.push(ChatTurn {
-        role: Role::User,
-        content: question,
-        reasoning: None,
-        tool_calls: None,
-    });
-    turns.push(ChatTurn {
-        role: Role::Assistant,
-        content: answer,
-        reasoning,
-        tool_calls: None,
-    });
+    turns.push(ChatTurn::new(Role::User, question, None));
+    turns.push(ChatTurn::new(Role::Assistant, answer, reasoning));
     Ok(TrainingRecord::Chat(ChatRecord {
         id: record_id(c, v, default_id)?,
         turns,

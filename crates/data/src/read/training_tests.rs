@@ -68,12 +68,7 @@ fn chat(r: &TrainingRecord) -> &ChatRecord {
 }
 
 fn turn(role: Role, content: &str, reasoning: Option<&str>) -> ChatTurn {
-    ChatTurn {
-        role,
-        content: content.into(),
-        reasoning: reasoning.map(Into::into),
-        tool_calls: None,
-    }
+    ChatTurn::new(role, content, reasoning.map(Into::into))
 }
 
 const USER: &str =
