@@ -240,15 +240,20 @@ fn loss_falls_on_a_conversational_set() {
         "--seed",
         "3",
     ]);
-    let losses: Vec<f64> = std::fs::read_to_string(out.join("metrics.jsonl"))
+    let metrics: Vec<Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["loss"]
-                .as_f64()
-                .unwrap()
-        })
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let losses: Vec<f64> = metrics
+        .iter()
+        .map(|m| m["loss"].as_f64().unwrap())
+        .collect();
+    // MFU: the FLOPs the step requires over the product peak measured at start, a fraction.
+    for m in &metrics {
+        let mfu = m["mfu"].as_f64().unwrap();
+        assert!(mfu > 0.0 && mfu <= 1.0, "mfu {mfu} in {m}");
+    }
     // A random 64-wide model starts near ln(1024) ≈ 6.9; 80 steps of LoRA bring the mean of the
     // last four steps ~0.9 nats below the first four's (seeded, so the same every run).
     let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;

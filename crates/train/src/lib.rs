@@ -8,6 +8,7 @@ pub mod batching;
 pub mod checkpoint;
 pub mod error;
 pub mod examples;
+pub mod flops;
 pub mod head_loss;
 pub mod loss;
 pub mod metrics;

@@ -12,8 +12,9 @@ pub struct StepMetrics {
     /// Non-padding tokens fed through the model in this step.
     pub tokens: usize,
     pub tokens_per_s: f64,
-    /// Model FLOP utilisation, 4·N·tokens per step (forward 2N, backward through frozen weights 2N),
-    /// over the device peak when it is known.
+    /// Model FLOP utilisation: the FLOPs the step requires ([`crate::flops`]: frozen body forward
+    /// and input gradient, LoRA, the head at the supervised positions, attention's t² term) per
+    /// second, over the device peak when it is known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mfu: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

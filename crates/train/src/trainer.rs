@@ -10,6 +10,7 @@ use crate::batching::{epoch_batches, pack_examples};
 use crate::checkpoint::{Checkpoint, TrainerState};
 use crate::error::TrainError;
 use crate::examples::Example;
+use crate::flops::step_flops;
 use crate::loss::{TrainBatch, target_nll, target_nll_sum};
 use crate::metrics::StepMetrics;
 use crate::optim::{AdamW, AdamWConfig, accumulate, global_norm, lora_grads};
@@ -118,7 +119,7 @@ impl Trainer<'_> {
             state = ckpt.state.clone();
             last_good = Some(ckpt.dir.clone());
         }
-        let params = self.model.config.num_params() as f64;
+        let lora_params = self.model.model.num_lora_params();
         let mut history = Vec::new();
         let mut batches_cache: Option<(usize, Vec<Vec<usize>>)> = None;
         while state.step < total_steps {
@@ -151,6 +152,7 @@ impl Trainer<'_> {
                 })
                 .collect();
             let targets: usize = micro.iter().map(TrainBatch::num_targets).sum();
+            let flops = step_flops(&self.model.config, lora_params, &micro);
             let tokens: usize = micro.iter().map(TrainBatch::num_tokens).sum();
             let start = Instant::now();
             // Dropout masks come from the device RNG: reseeding per step makes a resumed run
@@ -228,7 +230,7 @@ impl Trainer<'_> {
                 step_seconds,
                 tokens,
                 tokens_per_s,
-                mfu: self.peak_flops.map(|p| 4.0 * params * tokens_per_s / p),
+                mfu: self.peak_flops.map(|p| flops / step_seconds / p),
                 val_loss: None,
             };
             let at_save = s.save_every.is_some_and(|n| n > 0 && state.step % n == 0);

@@ -332,7 +332,7 @@ pub fn run(args: Args) -> Result<()> {
         if c.peak_tflops.is_some() {
             "--peak-tflops"
         } else {
-            "a 1024³ GEMM measured now"
+            "medtune's best 1024³ product, measured now"
         }
     );
     let trainable = model.model.num_lora_params();
