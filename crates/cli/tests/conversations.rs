@@ -260,5 +260,13 @@ fn loss_falls_on_a_conversational_set() {
     let (first, last) = (mean(&losses[..4]), mean(&losses[losses.len() - 4..]));
     assert!(last < first - 0.5, "loss {first} -> {last}: {losses:?}");
     assert!(out.join("adapter_model.safetensors").is_file());
+    // What a step is, in another tool's terms, is on record beside the settings.
+    let config = std::fs::read_to_string(out.join("training_config.toml")).unwrap();
+    assert!(config.contains("[derived]"), "{config}");
+    assert!(config.contains("effective_batch = 4\n"), "{config}");
+    assert!(
+        config.contains(&format!("optimiser_steps = {}\n", losses.len())),
+        "{config}"
+    );
     assert!(out.join("adapter_config.json").is_file());
 }

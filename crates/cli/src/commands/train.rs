@@ -227,12 +227,83 @@ fn newest_checkpoint(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint::open(&dir)?)
 }
 
+/// What a run's settings and data make of each optimiser step, written under `[derived]` in
+/// `training_config.toml` for the record (ignored when the file is read back).
+#[derive(Debug, Serialize)]
+struct Derived {
+    /// Sequences (or packed rows) per micro-batch.
+    micro_batch: usize,
+    grad_accum: usize,
+    devices: usize,
+    /// `micro_batch × grad_accum × devices`: what another tool calls the batch size.
+    effective_batch: usize,
+    /// Real tokens and target tokens per optimiser step, on average over the data.
+    tokens_per_step: usize,
+    target_tokens_per_step: usize,
+    optimiser_steps: usize,
+}
+
+#[derive(Serialize)]
+struct DerivedTable {
+    derived: Derived,
+}
+
+impl Derived {
+    fn of(
+        train: &[medtune_train::examples::Example],
+        units: &[Vec<usize>],
+        settings: &TrainSettings,
+        optimiser_steps: usize,
+    ) -> Self {
+        let (micro_batch, grad_accum, devices) = (settings.batch_size, settings.grad_accum, 1);
+        let effective_batch = micro_batch * grad_accum * devices;
+        let per_unit = |count: usize| count as f64 / units.len().max(1) as f64;
+        let tokens: usize = train.iter().map(|e| e.ids.len()).sum();
+        let targets: usize = train.iter().map(|e| e.target_count()).sum();
+        Self {
+            micro_batch,
+            grad_accum,
+            devices,
+            effective_batch,
+            tokens_per_step: (per_unit(tokens) * effective_batch as f64).round() as usize,
+            target_tokens_per_step: (per_unit(targets) * effective_batch as f64).round() as usize,
+            optimiser_steps,
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "effective batch: {} {} × {} accumulation × {} device = {} per optimiser step, \
+             ~{} tokens (~{} target tokens) each; {} optimiser steps",
+            self.micro_batch,
+            if self.micro_batch == 1 {
+                "sequence"
+            } else {
+                "sequences"
+            },
+            self.grad_accum,
+            self.devices,
+            self.effective_batch,
+            thousands(self.tokens_per_step),
+            thousands(self.target_tokens_per_step),
+            self.optimiser_steps
+        )
+    }
+}
+
+/// A training configuration from TOML text, without the `[derived]` table medtune writes.
+fn parse_config(text: &str) -> Result<TrainConfig> {
+    let mut table: toml::Table = toml::from_str(text)?;
+    table.remove("derived");
+    Ok(table.try_into()?)
+}
+
 pub fn run(args: Args) -> Result<()> {
     let mut config = args.config;
     if let Some(file) = &args.config_file {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let from_file: TrainConfig = toml::from_str(&text)
+        let from_file = parse_config(&text)
             .with_context(|| format!("{}: invalid training config", file.display()))?;
         config = config.merged_with(from_file);
     }
@@ -240,8 +311,7 @@ pub fn run(args: Args) -> Result<()> {
         // A resumed run takes the saved configuration; flags given now still win.
         let saved = resume_config_path(resume);
         if let Ok(text) = std::fs::read_to_string(&saved) {
-            let from_saved: TrainConfig =
-                toml::from_str(&text).with_context(|| format!("{}", saved.display()))?;
+            let from_saved = parse_config(&text).with_context(|| format!("{}", saved.display()))?;
             config = config.merged_with(from_saved);
         }
     }
@@ -311,8 +381,6 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!("{}", data.summary());
 
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let text = toml::to_string(&c).expect("config serialises");
-    std::fs::write(out.join("training_config.toml"), text)?;
 
     let device = device_spec.device()?.autodiff();
     let device = if c.gradient_checkpointing.unwrap() {
@@ -360,7 +428,17 @@ pub fn run(args: Args) -> Result<()> {
         pad_id: tokenizer.pad_token_id().unwrap_or(0),
         pack_length: c.packing.unwrap().then(|| c.max_length.unwrap()),
     };
-    let (_, total) = plan_steps(training_units(&data.train, &settings).len(), &settings);
+    let units = training_units(&data.train, &settings);
+    let (_, total) = plan_steps(units.len(), &settings);
+    let derived = Derived::of(&data.train, &units, &settings, total);
+    eprintln!("{}", derived.summary());
+    let text = toml::to_string(&c).expect("config serialises");
+    let derived_text =
+        toml::to_string(&DerivedTable { derived }).expect("derived values serialise");
+    std::fs::write(
+        out.join("training_config.toml"),
+        format!("{text}\n{derived_text}"),
+    )?;
     let resume = args.resume.as_deref().map(newest_checkpoint).transpose()?;
     let done = resume.as_ref().map_or(0, |r| r.state.step);
     let bar = ProgressBar::new(total as u64).with_position(done as u64);
