@@ -158,20 +158,6 @@ impl ChatRecord {
     pub fn has_reasoning(&self) -> bool {
         self.turns.iter().any(ChatTurn::has_reasoning)
     }
-
-    /// The turns that are training targets: every assistant turn of a conversation, or every
-    /// turn of a prompt–completion record's completion.
-    pub fn is_target(&self, turn: usize) -> bool {
-        match self.kind {
-            ChatKind::Conversation => self
-                .turns
-                .get(turn)
-                .is_some_and(|t| t.role == Role::Assistant),
-            ChatKind::PromptCompletion { prompt_len } => {
-                turn >= prompt_len && turn < self.turns.len()
-            }
-        }
-    }
 }
 
 /// A plain-text prompt–completion pair (`{"prompt": "...", "completion": "..."}` with strings):
@@ -407,18 +393,9 @@ mod tests {
         assert_eq!(chat.assistant_turns(), 2);
         assert!(chat.turns[4].has_reasoning());
         assert!(!turn(Role::Assistant, "<think> </think>x", None).has_reasoning());
-        assert_eq!(
-            (0..6).filter(|&i| chat.is_target(i)).collect::<Vec<_>>(),
-            [2, 4]
-        );
         let m = chat.messages();
         assert_eq!(m[2].role, "assistant");
         assert_eq!(m[2].reasoning_content.as_deref(), Some("Extensors."));
-        let pc = ChatRecord {
-            kind: ChatKind::PromptCompletion { prompt_len: 4 },
-            ..chat.clone()
-        };
-        assert_eq!((0..6).filter(|&i| pc.is_target(i)).collect::<Vec<_>>(), [4]);
         let t = TrainingRecord::from(chat);
         assert_eq!(
             (t.id(), t.question_text()),

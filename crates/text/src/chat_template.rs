@@ -159,6 +159,12 @@ impl ChatTemplate {
         &self.source
     }
 
+    /// Whether the template marks the assistant's text with `{% generation %}` blocks (decided
+    /// once, when it is compiled).
+    pub fn has_generation_blocks(&self) -> bool {
+        self.marked_env.is_some()
+    }
+
     /// The special tokens passed to every render.
     pub fn special_tokens(&self) -> &SpecialTokens {
         &self.special

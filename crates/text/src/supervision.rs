@@ -32,7 +32,7 @@
 
 use crate::chat_template::{ChatMessage, ChatTemplate, RenderOptions};
 use crate::error::{Result, TextError};
-use crate::generation_blocks::{has_generation_blocks, split_markers};
+use crate::generation_blocks::split_markers;
 use crate::tokenizer::Tokenizer;
 
 /// Which assistant turns of a conversation are training targets.
@@ -96,7 +96,7 @@ pub fn supervise_conversation(
         tools: tools.map(str::to_owned),
         ..RenderOptions::default()
     };
-    let (text, mut spans) = if has_generation_blocks(template.source()) {
+    let (text, mut spans) = if template.has_generation_blocks() {
         let (text, spans) = split_markers(&template.render_marking_generation(messages, &whole)?)?;
         if spans.len() != assistant_at.len() {
             return Err(TextError::Prompt(format!(
@@ -131,7 +131,7 @@ pub fn conversation_examples(
     tools: Option<&str>,
     turns: AssistantTurns,
 ) -> Result<Vec<SupervisedTokens>> {
-    if has_generation_blocks(template.source()) || turns == AssistantTurns::Last {
+    if template.has_generation_blocks() || turns == AssistantTurns::Last {
         return Ok(vec![supervise_conversation(
             tokenizer, template, messages, tools, turns,
         )?]);
